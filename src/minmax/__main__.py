@@ -1,0 +1,5 @@
+import sys
+
+from minmax.cli import main
+
+sys.exit(main())

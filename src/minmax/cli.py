@@ -1,0 +1,178 @@
+"""The ``minmax`` command: a thin layer over the library.
+
+Errors in what the user asked for (UsageError) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from minmax.errors import UsageError
+
+EXAMPLES = """examples:
+  minmax train                                   # the default experiment: the 2-D ring
+  minmax train --preset grid train.seed=3        # PacGAN's 2-D grid, another seed
+  minmax train --data points.csv --out runs/mine # your own N×d points
+  minmax train --dry-run loss.objective=hinge    # print the resolved config
+  minmax train --resume runs/00000-ring train.kimg=2000
+  minmax sample runs/00000-ring --n 2500 --out samples.npz
+  minmax theory                                  # check the founding text's claims
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's errors are usage errors too
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="minmax",
+        description="Train GANs; check their theory on known densities.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = sub.add_parser(
+        "train",
+        help="train a GAN",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="a named preset (default: ring); see --list-presets")
+    source.add_argument("--config", help="a YAML config file")
+    train.add_argument("--data", help="dataset name or a .npy/.npz/.csv points file")
+    train.add_argument("--out", help="run folder (default: runs/NNNNN-PRESET)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    train.add_argument("--dry-run", action="store_true", help="print the resolved config, exit")
+    train.add_argument("--list-presets", action="store_true", help="list presets and exit")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr_d=1e-4"
+    )
+
+    sample = sub.add_parser("sample", help="draw samples from a trained generator")
+    sample.add_argument("run_dir", metavar="RUN_DIR")
+    sample.add_argument("--n", type=int, default=2500, help="number of samples (default 2500)")
+    sample.add_argument("--out", required=True, help=".png (plot), .npy or .npz (array x)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--network", default="G_ema", choices=["G_ema", "G"])
+
+    theory = sub.add_parser("theory", help="check D* = log P/Q and V_D = 2log2 - 2JSD")
+    theory.add_argument("--out", default="theory", help="folder for the table and plots")
+    theory.add_argument("--quick", action="store_true", help="smaller budgets (for tests)")
+    theory.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _next_run_dir(root: Path, name: str) -> Path:
+    numbers = [int(m.group(1)) for p in root.glob("*") if (m := re.match(r"(\d{5})-", p.name))]
+    return root / f"{max(numbers, default=-1) + 1:05d}-{name}"
+
+
+def _train(args: argparse.Namespace) -> int:
+    from minmax import config as C
+
+    if args.list_presets:
+        print("\n".join(C.preset_names()))
+        return 0
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.insert(0, f"data.name={args.data}")
+    if args.resume:
+        if args.preset or args.config:
+            raise UsageError("--resume takes the run's own config: drop --preset/--config")
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise UsageError(f"'{run_dir}' is not a run folder (no config.yaml): check the path")
+        cfg = C.resolve(config_file=run_dir / "config.yaml", overrides=overrides)
+    else:
+        cfg = C.resolve(args.preset, args.config, overrides)
+    # Check every name and file before anything is written.
+    from minmax.data import resolve_toy
+    from minmax.models import MODELS
+    from minmax.objectives import get_objective
+
+    resolve_toy(cfg.data.name)
+    get_objective(cfg.loss.objective)
+    MODELS.get(cfg.model.arch)
+    if args.dry_run:
+        print(C.to_yaml(cfg), end="")
+        return 0
+    if args.resume:
+        from minmax.train.checkpoint import find_checkpoint
+
+        find_checkpoint(run_dir)
+    else:
+        run_dir = Path(args.out) if args.out else _next_run_dir(Path("runs"), cfg.preset)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UsageError(
+                f"run folder '{run_dir}' already exists: continue it with --resume {run_dir}, "
+                "or choose another --out"
+            )
+
+    from minmax.train.loop import train
+
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    try:
+        summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    except BaseException:
+        if not args.resume and not (run_dir / "checkpoint").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
+        raise
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    keys = [
+        "kimg",
+        "seconds",
+        "stopped_by",
+        "modes_captured",
+        "n_modes",
+        "hq_fraction",
+        "reverse_kl",
+    ]
+    width = max(map(len, keys))
+    for key in keys:
+        if key in summary:
+            value = summary[key]
+            text = f"{value:.4f}" if isinstance(value, float) else str(value)
+            print(f"{key:<{width}}  {text}")
+    if "counts" in summary:
+        print(f"{'per-mode counts':<{width}}  {summary['counts']}")
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from minmax.sample import load_generator, sample, save_samples
+
+    G = load_generator(args.run_dir, args.network)
+    out = save_samples(sample(G, args.n, args.seed), args.out)
+    print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def _theory(args: argparse.Namespace) -> int:
+    from minmax.theory import run_checks
+
+    report = run_checks(Path(args.out), quick=args.quick, seed=args.seed)
+    return 0 if report.all_passed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            _parser().print_help()
+            return 0
+        return {"train": _train, "sample": _sample, "theory": _theory}[args.command](args)
+    except UsageError as err:
+        print(f"minmax: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,265 @@
+"""Typed run configuration: dataclass schema <- YAML preset <- dotted CLI overrides.
+
+Every override must hit an existing field (unknown keys fail with "did you mean"), and is
+parsed by that field's type, so ``train.lr_d=1e-4`` becomes a float and ``train.lr_d=abc``
+is an error before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from minmax.errors import UsageError
+from minmax.registry import did_you_mean
+
+
+@dataclass
+class DataConfig:
+    name: str = "ring"  # a toy density name, or a .npy/.npz/.csv file of N×d points
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "mlp"
+    z_dim: int = 16
+    g_width: int = 256
+    g_depth: int = 3  # hidden layers
+    d_width: int = 256
+    d_depth: int = 3
+
+
+@dataclass
+class LossConfig:
+    objective: str = "nonsaturating"
+    r1_gamma: float = 0.0  # weight γ of (γ/2)·E_P‖∇D‖², 0 = off
+    r2_gamma: float = 0.0  # the same on generated samples
+    gp_weight: float = 10.0  # λ of the WGAN-GP penalty, used only by objectives that need it
+
+
+@dataclass
+class TrainConfig:
+    kimg: float = 1000.0  # run length: thousands of real samples shown to D
+    max_minutes: float | None = None  # optional wall-time cap; stops cleanly with a checkpoint
+    batch_size: int = 256
+    n_dis: int = 1  # D steps per G step
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ema_beta: float = 0.999  # G_ema decay per G step; 0 = no averaging (G_ema = G)
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads, 0 = torch's default
+    log_every_steps: int = 200
+    checkpoint_every_kimg: float = 200.0
+
+
+@dataclass
+class EvalConfig:
+    n_samples: int = 2500  # samples drawn from G_ema for the final toy metrics
+    n_std: float = 3.0  # high-quality radius in component standard deviations
+
+
+@dataclass
+class Config:
+    preset: str = "ring"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- building -------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("minmax") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    names = preset_names()
+    if name not in names:
+        raise UsageError(f"unknown preset '{name}': {did_you_mean(name, names)}")
+    text = (resources.files("minmax") / "presets" / f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file '{path}' not found: give the path to a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        message = str(err).replace("\n", " ")
+        raise UsageError(f"config file '{path}' is not valid YAML: {message}") from None
+    if data is not None and not isinstance(data, dict):
+        raise UsageError(f"config file '{path}' must hold a mapping of sections to values")
+    return data or {}
+
+
+def from_dict(data: dict[str, Any], cls: type = Config, where: str = "") -> Any:
+    """Build a dataclass tree from nested dicts, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}{key}"
+        if key not in fields:
+            raise UsageError(f"unknown config key '{path}': {did_you_mean(key, list(fields))}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise UsageError(f"config key '{path}' is a section: give a mapping")
+            kwargs[key] = from_dict(value, hint, f"{path}.")
+        else:
+            kwargs[key] = _coerce(value, hint, path)
+    return cls(**kwargs)
+
+
+def apply_override(cfg: Config, text: str) -> None:
+    """Apply one ``section.key=value`` override in place."""
+    if "=" not in text:
+        raise UsageError(f"malformed override '{text}': write it as section.key=value")
+    path, raw = text.split("=", 1)
+    parts = path.strip().split(".")
+    if not all(parts) or len(parts) < 1:
+        raise UsageError(f"malformed override '{text}': write it as section.key=value")
+    node: Any = cfg
+    for i, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(node)]
+        if part not in names:
+            where = ".".join(parts[:i]) or "the config"
+            raise UsageError(f"unknown config key '{path}' in {where}: {did_you_mean(part, names)}")
+        hint = typing.get_type_hints(type(node))[part]
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(hint):
+                raise UsageError(f"'{path}' is a section: override one of its keys")
+            setattr(node, part, _coerce(raw.strip(), hint, path, from_text=True))
+        else:
+            if not dataclasses.is_dataclass(hint):
+                raise UsageError(f"'{'.'.join(parts[: i + 1])}' is a value, not a section")
+            node = getattr(node, part)
+
+
+def _coerce(value: Any, hint: Any, path: str, from_text: bool = False) -> Any:
+    """Convert ``value`` to the field type ``hint`` (int, float, bool, str or X | None)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None or (from_text and str(value).lower() in ("none", "null", "")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    bad = UsageError(f"'{path}' must be {hint.__name__}, got '{value}'")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise bad
+    if hint is int:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if not number.is_integer():
+            raise bad
+        return int(number)
+    if hint is float:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if math.isnan(number):
+            raise bad
+        return number
+    if hint is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise bad
+        return str(value)
+    raise TypeError(f"unsupported config type {hint} for '{path}'")
+
+
+def validate(cfg: Config) -> Config:
+    """Range checks that types alone cannot express; each error says the fix."""
+    t, m, lo, e = cfg.train, cfg.model, cfg.loss, cfg.eval
+    positive = {
+        "train.kimg": t.kimg,
+        "train.batch_size": t.batch_size,
+        "train.n_dis": t.n_dis,
+        "train.lr_g": t.lr_g,
+        "train.lr_d": t.lr_d,
+        "train.log_every_steps": t.log_every_steps,
+        "train.checkpoint_every_kimg": t.checkpoint_every_kimg,
+        "model.z_dim": m.z_dim,
+        "model.g_width": m.g_width,
+        "model.d_width": m.d_width,
+        "eval.n_samples": e.n_samples,
+        "eval.n_std": e.n_std,
+    }
+    for key, value in positive.items():
+        if not value > 0 or math.isinf(value):
+            raise UsageError(f"'{key}' must be a positive number, got {value}")
+    non_negative = {
+        "model.g_depth": m.g_depth,
+        "model.d_depth": m.d_depth,
+        "loss.r1_gamma": lo.r1_gamma,
+        "loss.r2_gamma": lo.r2_gamma,
+        "loss.gp_weight": lo.gp_weight,
+        "train.threads": t.threads,
+    }
+    for key, value in non_negative.items():
+        if not value >= 0 or math.isinf(value):
+            raise UsageError(f"'{key}' must be zero or positive, got {value}")
+    for key, value in {
+        "train.beta1": t.beta1,
+        "train.beta2": t.beta2,
+        "train.ema_beta": t.ema_beta,
+    }.items():
+        if not 0 <= value < 1:
+            raise UsageError(f"'{key}' must be in [0, 1), got {value}")
+    if t.max_minutes is not None and not t.max_minutes > 0:
+        raise UsageError(f"'train.max_minutes' must be positive or none, got {t.max_minutes}")
+    return cfg
+
+
+def resolve(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] = (),  # type: ignore[assignment]
+) -> Config:
+    """Defaults <- preset (or YAML file) <- overrides, then validated."""
+    if preset and config_file:
+        raise UsageError("give either --preset or --config, not both")
+    if config_file:
+        data = load_yaml(config_file)
+    else:
+        data = load_preset(preset or "ring")
+        data.setdefault("preset", preset or "ring")
+    cfg = from_dict(data)
+    for text in overrides:
+        apply_override(cfg, text)
+    return validate(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
