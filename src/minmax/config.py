@@ -45,6 +45,9 @@ class LossConfig:
     gp_weight: float = 10.0  # λ of the WGAN-GP penalty, used only by objectives that need it
 
 
+LR_SCHEDULES = ["constant", "cosine", "linear"]
+
+
 @dataclass
 class TrainConfig:
     kimg: float = 1000.0  # run length: thousands of real samples shown to D
@@ -53,6 +56,7 @@ class TrainConfig:
     n_dis: int = 1  # D steps per G step
     lr_g: float = 2e-4
     lr_d: float = 2e-4
+    lr_schedule: str = "constant"  # constant | cosine | linear: decay to 0 over train.kimg
     beta1: float = 0.5
     beta2: float = 0.999
     ema_beta: float = 0.999  # G_ema decay per G step; 0 = no averaging (G_ema = G)
@@ -66,6 +70,7 @@ class TrainConfig:
 class EvalConfig:
     n_samples: int = 2500  # samples drawn from G_ema for the final toy metrics
     n_std: float = 3.0  # high-quality radius in component standard deviations
+    plots: bool = True  # samples.png and discriminator.png at the end of the run
 
 
 @dataclass
@@ -237,6 +242,10 @@ def validate(cfg: Config) -> Config:
     }.items():
         if not 0 <= value < 1:
             raise UsageError(f"'{key}' must be in [0, 1), got {value}")
+    if t.lr_schedule not in LR_SCHEDULES:
+        raise UsageError(
+            f"unknown train.lr_schedule '{t.lr_schedule}': {did_you_mean(t.lr_schedule, LR_SCHEDULES)}"
+        )
     if t.max_minutes is not None and not t.max_minutes > 0:
         raise UsageError(f"'train.max_minutes' must be positive or none, got {t.max_minutes}")
     return cfg

@@ -42,7 +42,7 @@ def write_report(cfg: Config, source, G_ema: nn.Module, D: nn.Module, run_dir: P
     metrics: dict = {}
     if isinstance(source, GaussianMixture):
         metrics = mode_report(fake, source, n_std=cfg.eval.n_std).as_dict()
-    if source.dim > 2:
+    if source.dim > 2 or not cfg.eval.plots:
         return metrics
     real = source.sample(cfg.eval.n_samples, torch.Generator().manual_seed(seed))
     title = f"{cfg.data.name}: {cfg.eval.n_samples} samples from G_ema"

@@ -55,13 +55,14 @@ def _optimizer_flat(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, Te
 def _optimizer_unflat(name: str, tensors: dict[str, Tensor], meta: dict) -> dict:
     state: dict[int, dict] = {}
     for key, value in tensors.items():
-        owner, index, slot = key.split("/", 2)
-        if owner == name:
+        if key.startswith(f"{name}/"):
+            _, index, slot = key.split("/", 2)
             state.setdefault(int(index), {})[slot] = value
     for key, value in meta["scalars"].items():
         index, slot = key.split("/", 1)
         state.setdefault(int(index), {})[slot] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
 
 
 def save_checkpoint(

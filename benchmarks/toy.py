@@ -1,0 +1,69 @@
+"""PacGAN's 2-D ring and grid protocol: modes, % high-quality, reverse KL over seeds.
+
+Usage: python benchmarks/toy.py [--presets ring grid] [--seeds 10] [key=value ...]
+Each run is a full `minmax train` (training + final report) timed from start to finish.
+Targets (issue 2): ring 8/8 modes, >= 99% HQ, rev-KL <= 0.02 in every seed; grid 25/25,
+>= 98% HQ, rev-KL <= 0.02 in every seed; each run <= 60 s on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from minmax.config import resolve
+from minmax.train.loop import train
+
+TARGETS = {"ring": (8, 0.99, 0.02), "grid": (25, 0.98, 0.02)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["ring", "grid"])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    print(f"# {date.today()}  {platform.processor() or platform.machine()}  "
+          f"cores={torch.get_num_threads()}  torch {torch.__version__}  "
+          f"python {platform.python_version()}")
+    print(f"# overrides: {' '.join(args.overrides) or '(none)'}")
+    all_ok = True
+    for preset in args.presets:
+        rows = []
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            cfg = resolve(preset, overrides=[*args.overrides, f"train.seed={seed}"])
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.monotonic()
+                summary = train(cfg, Path(tmp) / "run", progress=False)
+                wall = time.monotonic() - start
+            rows.append((seed, summary, wall))
+            print(f"{preset} seed {seed}: modes {summary['modes_captured']}/{summary['n_modes']}"
+                  f"  HQ {100 * summary['hq_fraction']:.2f}%  rev-KL {summary['reverse_kl']:.4f}"
+                  f"  kimg {summary['kimg']:.0f}  wall {wall:.1f} s", flush=True)
+        modes = [s["modes_captured"] for _, s, _ in rows]
+        hq = [s["hq_fraction"] for _, s, _ in rows]
+        kl = [s["reverse_kl"] for _, s, _ in rows]
+        walls = [w for _, _, w in rows]
+        n_modes, hq_min, kl_max = TARGETS.get(preset, (rows[0][1]["n_modes"], 0.0, float("inf")))
+        ok = min(modes) >= n_modes and min(hq) >= hq_min and max(kl) <= kl_max
+        ok = ok and max(walls) <= 60
+        all_ok &= ok
+        print(f"{preset} over {len(rows)} seeds: modes mean {statistics.mean(modes):.2f} "
+              f"worst {min(modes)}/{n_modes} | HQ mean {100 * statistics.mean(hq):.2f}% "
+              f"worst {100 * min(hq):.2f}% | rev-KL mean {statistics.mean(kl):.4f} "
+              f"worst {max(kl):.4f} | wall mean {statistics.mean(walls):.1f} s "
+              f"max {max(walls):.1f} s | target {'met' if ok else 'NOT met'}", flush=True)
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
