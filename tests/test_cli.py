@@ -8,8 +8,15 @@ import pytest
 
 from minmax.cli import main
 
-TINY = ["model.g_width=16", "model.d_width=16", "model.g_depth=1", "model.d_depth=1",
-        "train.batch_size=64", "eval.n_samples=100", "train.threads=1"]
+TINY = [
+    "model.g_width=16",
+    "model.d_width=16",
+    "model.g_depth=1",
+    "model.d_depth=1",
+    "train.batch_size=64",
+    "eval.n_samples=100",
+    "train.threads=1",
+]
 
 
 @pytest.fixture
@@ -123,10 +130,12 @@ def test_dry_run_prints_the_resolved_config(in_tmp, capsys):
 
 
 def test_console_script_is_installed():
-    done = subprocess.run([sys.executable, "-m", "minmax", "--help"], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "minmax", "--help"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0 and "minmax train" in done.stdout
-    done = subprocess.run(["minmax", "train", "train.lr_d=-1"], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        ["minmax", "train", "train.lr_d=-1"], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "train.lr_d" in done.stderr

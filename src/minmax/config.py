@@ -30,11 +30,13 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     arch: str = "mlp"
-    z_dim: int = 16
-    g_width: int = 256
-    g_depth: int = 3  # hidden layers
-    d_width: int = 256
+    z_dim: int = 2
+    g_width: int = 128
+    g_depth: int = 5  # hidden layers
+    g_activation: str = "relu"  # relu | leaky_relu
+    d_width: int = 128
     d_depth: int = 3
+    d_activation: str = "leaky_relu"
 
 
 @dataclass
@@ -42,6 +44,7 @@ class LossConfig:
     objective: str = "nonsaturating"
     r1_gamma: float = 0.0  # weight γ of (γ/2)·E_P‖∇D‖², 0 = off
     r2_gamma: float = 0.0  # the same on generated samples
+    reg_every: int = 4  # lazy R1/R2: every N-th D step, weighted by N (StyleGAN2's trick)
     gp_weight: float = 10.0  # λ of the WGAN-GP penalty, used only by objectives that need it
 
 
@@ -50,20 +53,20 @@ LR_SCHEDULES = ["constant", "cosine", "linear"]
 
 @dataclass
 class TrainConfig:
-    kimg: float = 1000.0  # run length: thousands of real samples shown to D
+    kimg: float = 1500.0  # run length: thousands of real samples shown to D
     max_minutes: float | None = None  # optional wall-time cap; stops cleanly with a checkpoint
     batch_size: int = 256
     n_dis: int = 1  # D steps per G step
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    lr_schedule: str = "constant"  # constant | cosine | linear: decay to 0 over train.kimg
+    lr_g: float = 1e-3
+    lr_d: float = 2e-3
+    lr_schedule: str = "cosine"  # constant | cosine | linear: decay to 0 over train.kimg
     beta1: float = 0.5
     beta2: float = 0.999
-    ema_beta: float = 0.999  # G_ema decay per G step; 0 = no averaging (G_ema = G)
+    ema_beta: float = 0.99  # G_ema decay per G step; 0 = no averaging (G_ema = G)
     seed: int = 0
     threads: int = 0  # torch intra-op threads, 0 = torch's default
     log_every_steps: int = 200
-    checkpoint_every_kimg: float = 200.0
+    checkpoint_every_kimg: float = 500.0
 
 
 @dataclass
@@ -177,26 +180,16 @@ def _coerce(value: Any, hint: Any, path: str, from_text: bool = False) -> Any:
         if text in ("false", "no", "0", "off"):
             return False
         raise bad
-    if hint is int:
-        if isinstance(value, bool):
-            raise bad
+    if hint in (int, float):
         try:
+            if isinstance(value, bool):
+                raise ValueError
             number = float(value)
         except (TypeError, ValueError):
             raise bad from None
-        if not number.is_integer():
+        if math.isnan(number) or (hint is int and not number.is_integer()):
             raise bad
-        return int(number)
-    if hint is float:
-        if isinstance(value, bool):
-            raise bad
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-        if math.isnan(number):
-            raise bad
-        return number
+        return hint(number)
     if hint is str:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise bad
@@ -214,6 +207,7 @@ def validate(cfg: Config) -> Config:
         "train.lr_g": t.lr_g,
         "train.lr_d": t.lr_d,
         "train.log_every_steps": t.log_every_steps,
+        "loss.reg_every": lo.reg_every,
         "train.checkpoint_every_kimg": t.checkpoint_every_kimg,
         "model.z_dim": m.z_dim,
         "model.g_width": m.g_width,
@@ -243,9 +237,8 @@ def validate(cfg: Config) -> Config:
         if not 0 <= value < 1:
             raise UsageError(f"'{key}' must be in [0, 1), got {value}")
     if t.lr_schedule not in LR_SCHEDULES:
-        raise UsageError(
-            f"unknown train.lr_schedule '{t.lr_schedule}': {did_you_mean(t.lr_schedule, LR_SCHEDULES)}"
-        )
+        hint = did_you_mean(t.lr_schedule, LR_SCHEDULES)
+        raise UsageError(f"unknown train.lr_schedule '{t.lr_schedule}': {hint}")
     if t.max_minutes is not None and not t.max_minutes > 0:
         raise UsageError(f"'train.max_minutes' must be positive or none, got {t.max_minutes}")
     return cfg

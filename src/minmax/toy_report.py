@@ -54,7 +54,7 @@ def write_report(cfg: Config, source, G_ema: nn.Module, D: nn.Module, run_dir: P
     fields = {"D(x) (logit)": D}
     mask = None
     if hasattr(source, "log_prob"):
-        many = generate(G_ema, 5000, seed + 1)
+        many = generate(G_ema, 2000, seed + 1)
         if isinstance(source, GaussianMixture):
             bandwidth = float(source.stds.min())
         else:

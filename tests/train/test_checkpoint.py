@@ -25,8 +25,9 @@ def test_round_trip_restores_modules_optimizers_and_rng(tmp_path):
     net, opt = _setup(0)
     rng = torch.Generator().manual_seed(5)
     torch.randn(3, generator=rng)
-    save_checkpoint(tmp_path, {"G": net}, {"arch": "x"}, {"G": opt}, {"loop": rng.get_state()},
-                    {"step": 7})
+    save_checkpoint(
+        tmp_path, {"G": net}, {"arch": "x"}, {"G": opt}, {"loop": rng.get_state()}, {"step": 7}
+    )
     folder = find_checkpoint(tmp_path)
     assert read_spec(folder) == {"arch": "x"}
     net2, opt2 = _setup(1)

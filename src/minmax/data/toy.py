@@ -1,6 +1,6 @@
 """Toy densities with exact ``log_prob``: the lab where GAN theory can be checked.
 
-With a known density P, the optimal discriminator D*(x) = p(x) / (p(x) + q(x)), the
+With a known density P, the optimal discriminator (a logit) D*(x) = log p(x)/q(x), the
 Jensen-Shannon divergence and the modes a generator drops are all computable exactly, so
 training runs on these can be judged against the truth instead of against a picture.
 

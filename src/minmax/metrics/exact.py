@@ -1,7 +1,7 @@
 """Exact divergences between known densities: the numbers GAN theory predicts.
 
-For the original GAN, the optimal discriminator is D*(x) = p / (p + q), its logit is
-log p(x) - log q(x), and the value at D* is V(D*, G) = 2 JSD(P, Q) - log 4. These helpers
+With D a logit, the D minimising V_D is D*(x) = log p(x) - log q(x) (the probability
+sigmoid(D*) = p / (p + q)), and there V_D = 2 log 2 - 2 JSD(P, Q). These helpers
 compute the right-hand sides from ``log_prob`` alone, so a trained D and the measured value
 can be checked against them.
 

@@ -1,16 +1,30 @@
-"""MLP generator and discriminator for low-dimensional data (the toy lab)."""
+"""MLP generator and discriminator for low-dimensional data (the toy lab).
+
+G defaults to ReLU: its units switch fully off, so G can map whole regions of z-space to
+nearly one point (tight modes) with sharp kinks between them (thin bridges). A LeakyReLU G
+keeps a slope of at least 0.2 everywhere and must cancel it to make a tight mode; on the ring
+that left about 20% of samples on bridges between modes, against 2-3% with ReLU.
+"""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+from minmax.errors import UsageError
 from minmax.models.registry import MODELS, ModelFamily
+from minmax.registry import did_you_mean
+
+ACTIVATIONS = {"relu": lambda: nn.ReLU(), "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
 
-def _mlp(in_dim: int, width: int, depth: int, out_dim: int) -> nn.Sequential:
+def _mlp(in_dim: int, width: int, depth: int, out_dim: int, activation: str) -> nn.Sequential:
+    if activation not in ACTIVATIONS:
+        raise UsageError(
+            f"unknown activation '{activation}': {did_you_mean(activation, list(ACTIVATIONS))}"
+        )
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Linear(in_dim if i == 0 else width, width), nn.LeakyReLU(0.2)]
+        layers += [nn.Linear(in_dim if i == 0 else width, width), ACTIVATIONS[activation]()]
     layers.append(nn.Linear(width if depth else in_dim, out_dim))
     return nn.Sequential(*layers)
 
@@ -18,10 +32,12 @@ def _mlp(in_dim: int, width: int, depth: int, out_dim: int) -> nn.Sequential:
 class MLPGenerator(nn.Module):
     """x = G(z), z ~ N(0, I_z_dim)."""
 
-    def __init__(self, z_dim: int, out_dim: int, width: int, depth: int) -> None:
+    def __init__(
+        self, z_dim: int, out_dim: int, width: int, depth: int, activation: str = "relu"
+    ) -> None:
         super().__init__()
         self.z_dim = z_dim
-        self.net = _mlp(z_dim, width, depth, out_dim)
+        self.net = _mlp(z_dim, width, depth, out_dim, activation)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)
@@ -30,9 +46,9 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """Returns one logit per sample: shape (N,)."""
 
-    def __init__(self, in_dim: int, width: int, depth: int) -> None:
+    def __init__(self, in_dim: int, width: int, depth: int, activation: str = "leaky_relu") -> None:
         super().__init__()
-        self.net = _mlp(in_dim, width, depth, 1)
+        self.net = _mlp(in_dim, width, depth, 1, activation)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1)).squeeze(1)
@@ -42,8 +58,14 @@ def _kwargs(cfg, data_shape: tuple[int, ...]) -> tuple[dict, dict]:
     dim = 1
     for size in data_shape:
         dim *= size
-    g = {"z_dim": cfg.z_dim, "out_dim": dim, "width": cfg.g_width, "depth": cfg.g_depth}
-    d = {"in_dim": dim, "width": cfg.d_width, "depth": cfg.d_depth}
+    g = {
+        "z_dim": cfg.z_dim,
+        "out_dim": dim,
+        "width": cfg.g_width,
+        "depth": cfg.g_depth,
+        "activation": cfg.g_activation,
+    }
+    d = {"in_dim": dim, "width": cfg.d_width, "depth": cfg.d_depth, "activation": cfg.d_activation}
     return g, d
 
 

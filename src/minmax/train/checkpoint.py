@@ -61,7 +61,9 @@ def _optimizer_unflat(name: str, tensors: dict[str, Tensor], meta: dict) -> dict
     for key, value in meta["scalars"].items():
         index, slot = key.split("/", 1)
         state.setdefault(int(index), {})[slot] = value
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
+    groups = [
+        {**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]
+    ]
     return {"state": state, "param_groups": groups}
 
 

@@ -9,7 +9,6 @@ from torch import nn
 @torch.no_grad()
 def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
     """θ_ema ← β·θ_ema + (1−β)·θ; buffers are copied. β = 0 makes G_ema a copy of G."""
-    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
-        p_ema.lerp_(p, 1.0 - beta)
+    torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1.0 - beta)
     for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
         b_ema.copy_(b)

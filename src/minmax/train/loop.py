@@ -49,16 +49,22 @@ def d_step(
     z: Tensor,
     opt_D: torch.optim.Optimizer,
     rng: torch.Generator,
+    regularize: bool = True,
 ) -> Tensor:
-    """One D update on (reals, G(z)) with its regularizers; returns the objective's value."""
+    """One D update on (reals, G(z)); returns the objective's value.
+
+    R1/R2 are lazy: added only when ``regularize`` (every ``reg_every``-th D step), weighted
+    by ``reg_every`` so their average strength stays γ.
+    """
     with torch.no_grad():
         fake = G(z)
     loss = objective.d_loss(D(real), D(fake))
     total = loss
-    if loss_cfg.r1_gamma > 0:
-        total = total + loss_cfg.r1_gamma / 2 * r1_penalty(D, real)
-    if loss_cfg.r2_gamma > 0:
-        total = total + loss_cfg.r2_gamma / 2 * r2_penalty(D, fake)
+    weight = loss_cfg.reg_every / 2 if regularize else 0.0
+    if weight and loss_cfg.r1_gamma > 0:
+        total = total + weight * loss_cfg.r1_gamma * r1_penalty(D, real)
+    if weight and loss_cfg.r2_gamma > 0:
+        total = total + weight * loss_cfg.r2_gamma * r2_penalty(D, fake)
     if objective.needs_gradient_penalty:
         total = total + loss_cfg.gp_weight * gradient_penalty(D, real, fake, generator=rng)
     opt_D.zero_grad(set_to_none=True)
@@ -75,14 +81,16 @@ def g_step(
     z: Tensor,
     opt_G: torch.optim.Optimizer,
 ) -> Tensor:
-    """One G update against a frozen D; returns G's loss."""
-    D.requires_grad_(False)
-    logits_real = D(real) if objective.g_uses_real else None
+    """One G update against a fixed D; returns G's loss.
+
+    ``backward(inputs=...)`` accumulates gradients into G's weights only: D's stay untouched
+    and nobody has to toggle ``requires_grad`` back and forth.
+    """
+    logits_real = D(real).detach() if objective.g_uses_real else None
     loss = objective.g_loss(logits_real, D(G(z)))
     opt_G.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward(inputs=opt_G.param_groups[0]["params"])
     opt_G.step()
-    D.requires_grad_(True)
     return loss.detach()
 
 
@@ -162,10 +170,11 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                 for group in opt.param_groups:
                     group["lr"] = base * factor
             # Update D (n_dis steps).
-            for _ in range(t.n_dis):
+            for i in range(t.n_dis):
                 real = source.sample(t.batch_size, rng)
                 z = torch.randn(t.batch_size, cfg.model.z_dim, generator=rng)
-                loss_D = d_step(G, D, objective, cfg.loss, real, z, opt_D, rng)
+                regularize = (count.step * t.n_dis + i) % cfg.loss.reg_every == 0
+                loss_D = d_step(G, D, objective, cfg.loss, real, z, opt_D, rng, regularize)
             # Update G.
             z = torch.randn(t.batch_size, cfg.model.z_dim, generator=rng)
             loss_G = g_step(G, D, objective, real, z, opt_G)
