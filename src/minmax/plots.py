@@ -49,11 +49,12 @@ def plot_fields(
     clip: float = 8.0,
     mask: Field | None = None,
     points: Tensor | None = None,
+    masked: tuple[str, ...] = (),
 ) -> None:
     """Draw scalar fields side by side (2-D: filled contours) or on one axis (1-D: lines).
 
-    Values are clipped to ±clip; where ``mask`` is False (negligible density) 2-D panels are
-    left blank, since a log ratio there is a ratio of two tails and says nothing.
+    Values are clipped to ±clip. The ``masked`` panels are left blank where ``mask`` is False
+    (negligible density), since a log ratio there is a ratio of two tails and says nothing.
     """
     if len(bounds) == 1:
         x = torch.linspace(*bounds[0], 600).unsqueeze(1)
@@ -72,7 +73,7 @@ def plot_fields(
         fig, axes = plt.subplots(1, len(fields), figsize=(5 * len(fields), 4.4), squeeze=False)
         for ax, (name, field) in zip(axes[0], fields.items(), strict=True):
             values = field(grid).double().clamp(-clip, clip).reshape(n, n).T.numpy()
-            if keep is not None:
+            if keep is not None and name in masked:
                 values = np.where(keep, values, np.nan)
             image = ax.contourf(
                 xs.numpy(), ys.numpy(), values, levels=30, cmap="RdBu_r", vmin=-clip, vmax=clip

@@ -52,7 +52,7 @@ def write_report(cfg: Config, source, G_ema: nn.Module, D: nn.Module, run_dir: P
     plot_points(real, fake, run_dir / "samples.png", title)
 
     fields = {"D(x) (logit)": D}
-    mask = None
+    mask, ratio_name = None, ""
     if hasattr(source, "log_prob"):
         many = generate(G_ema, 2000, seed + 1)
         if isinstance(source, GaussianMixture):
@@ -68,7 +68,8 @@ def write_report(cfg: Config, source, G_ema: nn.Module, D: nn.Module, run_dir: P
                 memo[id(x)] = kde_log_prob(many, x, bandwidth)
             return memo[id(x)]
 
-        fields["log P(x)/Q_G(x) (Q_G by KDE)"] = lambda x: source.log_prob(x) - log_q(x)
+        ratio_name = "log P(x)/Q_G(x) (Q_G by KDE)"
+        fields[ratio_name] = lambda x: source.log_prob(x) - log_q(x)
         # Show only where the mixture M = (P+Q)/2 has non-negligible density.
         log_floor = math.log(1e-3)
 
@@ -82,5 +83,6 @@ def write_report(cfg: Config, source, G_ema: nn.Module, D: nn.Module, run_dir: P
         run_dir / "discriminator.png",
         mask=mask,
         points=real if source.dim == 2 else None,
+        masked=(ratio_name,),
     )
     return metrics

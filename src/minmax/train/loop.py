@@ -154,6 +154,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         total=total_images,
         initial=count.images_seen,
         unit="img",
+        mininterval=1.0,
         unit_scale=True,
         disable=not progress,
         dynamic_ncols=True,
