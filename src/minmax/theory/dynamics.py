@@ -13,7 +13,7 @@ from minmax.data import GaussianMixture
 from minmax.models.mlp import MLPDiscriminator, MLPGenerator
 from minmax.objectives import get_objective, nonsaturating_g, saturating_g, v_d
 from minmax.train.ema import update_ema
-from minmax.train.loop import d_step, g_step, lr_factor
+from minmax.train.loop import d_step, g_step, lr_factor, set_lr
 
 
 def mixture_cdf(p: GaussianMixture, x: Tensor) -> Tensor:
@@ -88,9 +88,8 @@ def train_1d_game(
     record(0)
     for step in range(1, steps + 1):
         factor = lr_factor("cosine", (step - 1) / steps)
-        for opt, base in ((opt_G, 1e-3), (opt_D, 2e-3)):
-            for group in opt.param_groups:
-                group["lr"] = base * factor
+        set_lr(opt_G, 1e-3 * factor)
+        set_lr(opt_D, 2e-3 * factor)
         real = p.sample(batch, rng)
         z = torch.randn(batch, z_dim, generator=rng)
         d_step(G, D, objective, loss_cfg, real, z, opt_D, rng, regularize=step % 4 == 0)

@@ -99,6 +99,11 @@ def make_adam(module: nn.Module, lr: float, t) -> torch.optim.Adam:
     return torch.optim.Adam(module.parameters(), lr=lr, betas=(t.beta1, t.beta2), fused=True)
 
 
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
 def lr_factor(schedule: str, progress: float) -> float:
     """Multiplier of the base learning rates at ``progress`` ∈ [0, 1] of the run."""
     progress = min(max(progress, 0.0), 1.0)
@@ -167,9 +172,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                 break
             # Set learning rates.
             factor = lr_factor(t.lr_schedule, count.images_seen / total_images)
-            for opt, base in ((opt_G, t.lr_g), (opt_D, t.lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = base * factor
+            set_lr(opt_G, t.lr_g * factor)
+            set_lr(opt_D, t.lr_d * factor)
             # Update D (n_dis steps).
             for i in range(t.n_dis):
                 real = source.sample(t.batch_size, rng)
