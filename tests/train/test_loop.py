@@ -122,3 +122,14 @@ def test_one_dimensional_data_and_points_files(tmp_path):
         progress=False,
     )
     assert (tmp_path / "b" / "discriminator.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["checkerboard", "spiral", "gaussian1d"])
+def test_every_toy_density_runs_through_the_report(tmp_path, name):
+    summary = train(
+        tiny("train.kimg=0.2", f"data.name={name}", "eval.plots=true"),
+        tmp_path / "r",
+        progress=False,
+    )
+    assert (tmp_path / "r" / "discriminator.png").stat().st_size > 0
+    assert ("modes_captured" in summary) == (name != "checkerboard")
