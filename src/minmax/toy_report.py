@@ -12,6 +12,7 @@ from minmax.config import Config
 from minmax.data import GaussianMixture
 from minmax.metrics import mode_report
 from minmax.plots import bounds_of, plot_fields, plot_points
+from minmax.sample import sample
 
 EVAL_SEED_OFFSET = 10_000  # evaluation noise never overlaps the training stream
 
@@ -29,16 +30,10 @@ def kde_log_prob(samples: Tensor, x: Tensor, bandwidth: float, chunk: int = 2048
 
 
 @torch.no_grad()
-def generate(G: nn.Module, n: int, seed: int) -> Tensor:
-    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
-    return torch.cat([G(block) for block in z.split(8192)])
-
-
-@torch.no_grad()
 def write_report(cfg: Config, source, G_ema: nn.Module, D: nn.Module, run_dir: Path) -> dict:
     """Score G_ema on ``eval.n_samples`` samples and draw samples.png and discriminator.png."""
     seed = cfg.train.seed + EVAL_SEED_OFFSET
-    fake = generate(G_ema, cfg.eval.n_samples, seed)
+    fake = sample(G_ema, cfg.eval.n_samples, seed)
     metrics: dict = {}
     if isinstance(source, GaussianMixture):
         metrics = mode_report(fake, source, n_std=cfg.eval.n_std).as_dict()
@@ -54,7 +49,7 @@ def write_report(cfg: Config, source, G_ema: nn.Module, D: nn.Module, run_dir: P
     fields = {"D(x) (logit)": D}
     mask, ratio_name = None, ""
     if hasattr(source, "log_prob"):
-        many = generate(G_ema, 2000, seed + 1)
+        many = sample(G_ema, 2000, seed + 1)
         if isinstance(source, GaussianMixture):
             bandwidth = float(source.stds.min())
         else:
