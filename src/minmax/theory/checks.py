@@ -69,7 +69,8 @@ def density_pairs() -> list[tuple[str, GaussianMixture, GaussianMixture, list]]:
 
 
 def run_checks(out: Path, quick: bool = False, seed: int = 0, verbose: bool = True) -> TheoryReport:
-    """Measure each claim; ``quick`` shrinks budgets (and loosens nothing: see the targets)."""
+    """Measure each claim; ``quick`` shrinks budgets (for tests), and the 1-D game's pass mark
+    with them (0.1 instead of 0.02): 600 steps cannot reach the full run's JSD."""
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     report = TheoryReport()

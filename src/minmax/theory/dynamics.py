@@ -69,8 +69,9 @@ def train_1d_game(
     G_ema = MLPGenerator(z_dim, 1, 128, 4)
     G_ema.load_state_dict(G.state_dict())
     G_ema.requires_grad_(False)
-    opt_G = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    lr_g, lr_d = 1e-3, 2e-3
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr_g, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(0.5, 0.999))
     objective = get_objective("nonsaturating")
     loss_cfg = LossConfig(r1_gamma=1.0, reg_every=4)
     z_eval = torch.randn(n_eval, z_dim, generator=torch.Generator().manual_seed(seed + 1))
@@ -88,11 +89,12 @@ def train_1d_game(
     record(0)
     for step in range(1, steps + 1):
         factor = lr_factor("cosine", (step - 1) / steps)
-        set_lr(opt_G, 1e-3 * factor)
-        set_lr(opt_D, 2e-3 * factor)
+        set_lr(opt_G, lr_g * factor)
+        set_lr(opt_D, lr_d * factor)
         real = p.sample(batch, rng)
         z = torch.randn(batch, z_dim, generator=rng)
-        d_step(G, D, objective, loss_cfg, real, z, opt_D, rng, regularize=step % 4 == 0)
+        regularize = step % loss_cfg.reg_every == 0
+        d_step(G, D, objective, loss_cfg, real, z, opt_D, rng, regularize)
         g_step(G, D, objective, real, torch.randn(batch, z_dim, generator=rng), opt_G)
         update_ema(G_ema, G, 0.99)
         if step % eval_every == 0:

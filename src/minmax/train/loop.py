@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from minmax.config import Config, LossConfig, to_yaml
+from minmax.config import Config, LossConfig, TrainConfig, to_yaml
 from minmax.data import resolve_toy
 from minmax.models import build_networks
 from minmax.objectives import Objective, get_objective, gradient_penalty, r1_penalty, r2_penalty
@@ -89,12 +89,12 @@ def g_step(
     logits_real = D(real).detach() if objective.g_uses_real else None
     loss = objective.g_loss(logits_real, D(G(z)))
     opt_G.zero_grad(set_to_none=True)
-    loss.backward(inputs=opt_G.param_groups[0]["params"])
+    loss.backward(inputs=[p for group in opt_G.param_groups for p in group["params"]])
     opt_G.step()
     return loss.detach()
 
 
-def make_adam(module: nn.Module, lr: float, t) -> torch.optim.Adam:
+def make_adam(module: nn.Module, lr: float, t: TrainConfig) -> torch.optim.Adam:
     """Adam with the fused kernel (one call for all parameters: ~30% faster steps here)."""
     return torch.optim.Adam(module.parameters(), lr=lr, betas=(t.beta1, t.beta2), fused=True)
 
