@@ -24,7 +24,15 @@ from minmax.registry import did_you_mean
 
 @dataclass
 class DataConfig:
-    name: str = "ring"  # a toy density name, or a .npy/.npz/.csv file of N×d points
+    # a toy density (ring, grid, ...), a .npy/.npz/.csv file of N×d points, an image dataset
+    # (mnist, fashion-mnist, cifar10), a folder of images, or an .npz of uint8 images
+    name: str = "ring"
+    root: str | None = None  # where dataset files are found/downloaded; None = ~/.cache/minmax
+    download: bool = True  # fetch missing official files (SHA-256 checked) when online
+    split: str = "train"  # train | test (named datasets)
+    resolution: int = 0  # image side in pixels; 0 = the dataset's own
+    channels: int = 0  # 1 (grayscale) or 3 (RGB); 0 = the dataset's own
+    labels: bool = True  # folder datasets: class labels from sub-folder names
 
 
 @dataclass
@@ -37,6 +45,13 @@ class ModelConfig:
     d_width: int = 128
     d_depth: int = 3
     d_activation: str = "leaky_relu"
+    # convolutional families (dcgan, resnet, biggan)
+    g_channels: int = 64  # base width of G (DCGAN's ngf)
+    d_channels: int = 64  # base width of D (DCGAN's ndf)
+    g_spectral_norm: bool = False
+    d_spectral_norm: bool = False
+    conditional: bool = False  # class-conditional G and D (needs labelled data)
+    attention_res: int = 0  # resolution of the self-attention block (biggan), 0 = none
 
 
 @dataclass
@@ -46,6 +61,14 @@ class LossConfig:
     r2_gamma: float = 0.0  # the same on generated samples
     reg_every: int = 4  # lazy R1/R2: every N-th D step, weighted by N (StyleGAN2's trick)
     gp_weight: float = 10.0  # λ of the WGAN-GP penalty, used only by objectives that need it
+    ortho_reg: float = 0.0  # BigGAN's orthogonal regularization of G's weights (1e-4), 0 = off
+
+
+@dataclass
+class AugmentConfig:
+    # DiffAugment policy applied to real and fake batches before D: comma-separated from
+    # translation, cutout, color; "" = off
+    policy: str = ""
 
 
 LR_SCHEDULES = ["constant", "cosine", "linear"]
@@ -63,10 +86,12 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     ema_beta: float = 0.99  # G_ema decay per G step; 0 = no averaging (G_ema = G)
+    ema_warmup_kimg: float = 0.0  # G_ema copies G until then (early G moves too fast to average)
     seed: int = 0
     threads: int = 0  # torch intra-op threads, 0 = torch's default
     log_every_steps: int = 200
     checkpoint_every_kimg: float = 500.0
+    grid_every_kimg: float = 0.0  # fixed-noise sample grid PNG every N kimg (images), 0 = end only
 
 
 @dataclass
@@ -82,6 +107,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

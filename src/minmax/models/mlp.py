@@ -37,9 +37,10 @@ class MLPGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.z_dim = z_dim
+        self.n_classes = 0
         self.net = _mlp(z_dim, width, depth, out_dim, activation)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         return self.net(z)
 
 
@@ -48,13 +49,14 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self, in_dim: int, width: int, depth: int, activation: str = "leaky_relu") -> None:
         super().__init__()
+        self.n_classes = 0
         self.net = _mlp(in_dim, width, depth, 1, activation)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         return self.net(x.flatten(1)).squeeze(1)
 
 
-def _kwargs(cfg, data_shape: tuple[int, ...]) -> tuple[dict, dict]:
+def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
     dim = 1
     for size in data_shape:
         dim *= size

@@ -1,4 +1,12 @@
-"""Model families: each turns a ModelConfig plus the data's shape into G and D kwargs."""
+"""Model families: each turns a ModelConfig plus the data's shape into G and D kwargs.
+
+The contract every family keeps:
+
+- ``G(z, y=None) -> x``: z of shape (N, G.z_dim); y (N,) int64 class indices when
+  ``G.n_classes > 0`` (conditional), else None. Images come out (N, C, H, W) in [-1, 1].
+- ``D(x, y=None) -> logits`` of shape (N,): any real number, as the founding text writes D.
+- Both are rebuilt from JSON-able kwargs (``rebuild``), never unpickled.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +23,20 @@ from minmax.registry import Registry
 class ModelFamily:
     generator: type[nn.Module]
     discriminator: type[nn.Module]
-    # (model config, data shape) -> (G kwargs, D kwargs); kwargs are JSON-able
-    kwargs: Callable[[Any, tuple[int, ...]], tuple[dict, dict]]
+    # (model config, data shape, number of classes; 0 = unconditional) -> (G kwargs, D kwargs);
+    # kwargs are JSON-able. Raise UsageError for shapes the family cannot make.
+    kwargs: Callable[[Any, tuple[int, ...], int], tuple[dict, dict]]
 
 
 MODELS: Registry[ModelFamily] = Registry("architecture")
 
 
-def build_networks(cfg: Any, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module, dict]:
+def build_networks(
+    cfg: Any, data_shape: tuple[int, ...], n_classes: int = 0
+) -> tuple[nn.Module, nn.Module, dict]:
     """Build G and D for ``cfg.arch``; also return the spec that rebuilds them."""
     family = MODELS.get(cfg.arch)
-    g_kwargs, d_kwargs = family.kwargs(cfg, data_shape)
+    g_kwargs, d_kwargs = family.kwargs(cfg, data_shape, n_classes)
     spec = {"arch": cfg.arch, "G": g_kwargs, "D": d_kwargs}
     return family.generator(**g_kwargs), family.discriminator(**d_kwargs), spec
 
