@@ -20,6 +20,9 @@ EXAMPLES = """examples:
   minmax train --dry-run loss.objective=hinge    # print the resolved config
   minmax train --resume runs/00000-ring train.kimg=2000
   minmax sample runs/00000-ring --n 2500 --out samples.npz
+  minmax train --preset mnist-dcgan --data ../shared/data/mnist.npz train.max_minutes=10
+  minmax sample runs/00001-mnist-dcgan --n 10000 --out x.npz
+  minmax interpolate runs/00001-mnist-dcgan --out walk.gif
   minmax theory                                  # check the founding text's claims
 """
 
@@ -60,9 +63,27 @@ def _parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="draw samples from a trained generator")
     sample.add_argument("run_dir", metavar="RUN_DIR")
     sample.add_argument("--n", type=int, default=2500, help="number of samples (default 2500)")
-    sample.add_argument("--out", required=True, help=".png (plot), .npy or .npz (array x)")
+    sample.add_argument(
+        "--out",
+        required=True,
+        help="images: .png (grid), .npz (uint8 x, labels y) or a folder (one PNG each); "
+        "points: .png (plot), .npy or .npz",
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--network", default="G_ema", choices=["G_ema", "G"])
+    sample.add_argument(
+        "--class", dest="class_index", type=int, help="class-conditional: one class"
+    )
+    sample.add_argument("--truncation", type=float, help="redraw |z| entries above this")
+
+    walk = sub.add_parser("interpolate", help="a latent walk as an image strip and a GIF/WebP")
+    walk.add_argument("run_dir", metavar="RUN_DIR")
+    walk.add_argument("--out", default="walk.gif", help=".gif or .webp (a .png strip beside it)")
+    walk.add_argument("--points", type=int, default=4, help="key points on the loop (default 4)")
+    walk.add_argument("--steps", type=int, default=16, help="frames between key points")
+    walk.add_argument("--seed", type=int, default=0)
+    walk.add_argument("--class", dest="class_index", type=int, help="class-conditional: one class")
+    walk.add_argument("--network", default="G_ema", choices=["G_ema", "G"])
 
     theory = sub.add_parser("theory", help="check D* = log P/Q and V_D = 2log2 - 2JSD")
     theory.add_argument("--out", default="theory", help="folder for the table and plots")
@@ -94,14 +115,17 @@ def _train(args: argparse.Namespace) -> int:
         cfg = C.resolve(config_file=run_dir / "config.yaml", overrides=overrides)
     else:
         cfg = C.resolve(args.preset, args.config, overrides)
-    # Check every name and file before anything is written.
-    from minmax.data import resolve_toy
+    # Check every name, file and shape before anything is written.
+    from minmax.augment import parse_policy
+    from minmax.data.sources import resolve_data
     from minmax.models import MODELS
     from minmax.objectives import get_objective
 
-    resolve_toy(cfg.data.name)
     get_objective(cfg.loss.objective)
-    MODELS.get(cfg.model.arch)
+    parse_policy(cfg.augment.policy)
+    family = MODELS.get(cfg.model.arch)
+    source = resolve_data(cfg.data)
+    family.kwargs(cfg.model, source.shape, source.n_classes)
     if args.dry_run:
         print(C.to_yaml(cfg), end="")
         return 0
@@ -121,7 +145,9 @@ def _train(args: argparse.Namespace) -> int:
 
     print(f"run folder: {run_dir}", file=sys.stderr)
     try:
-        summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
+        summary = train(
+            cfg, run_dir, resume=bool(args.resume), progress=not args.quiet, source=source
+        )
     except BaseException:
         if not args.resume and not (run_dir / "checkpoint").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
@@ -151,11 +177,29 @@ def _print_summary(summary: dict) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from minmax.sample import load_generator, sample, save_samples
+    from minmax.sample import generate, load_generator, save_samples
 
     G = load_generator(args.run_dir, args.network)
-    out = save_samples(sample(G, args.n, args.seed), args.out)
+    x, y = generate(G, args.n, args.seed, class_index=args.class_index, truncation=args.truncation)
+    out = save_samples(x, args.out, y)
     print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    from minmax.images import make_grid, save_animation, save_grid, to_uint8
+    from minmax.sample import interpolate, load_generator
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".gif", ".webp"):
+        raise UsageError(f"cannot write '{out}': use a .gif or .webp file name")
+    G = load_generator(args.run_dir, args.network)
+    frames = to_uint8(interpolate(G, args.points, args.steps, args.seed, args.class_index))
+    if frames.ndim != 4:
+        raise UsageError("interpolate draws images: this run's generator makes points")
+    save_animation([make_grid(f[None], 1, pad=0) for f in frames], out)
+    strip = save_grid(frames[:: max(1, args.steps // 4)], out.with_suffix(".png"), n_cols=16)
+    print(f"wrote {len(frames)} frames to {out} and a strip to {strip}")
     return 0
 
 
@@ -172,7 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             _parser().print_help()
             return 0
-        return {"train": _train, "sample": _sample, "theory": _theory}[args.command](args)
+        return {
+            "train": _train,
+            "sample": _sample,
+            "interpolate": _interpolate,
+            "theory": _theory,
+        }[args.command](args)
     except UsageError as err:
         print(f"minmax: error: {err}", file=sys.stderr)
         return 2

@@ -1,7 +1,13 @@
-"""Use a trained generator: load it from a run folder and draw samples (no training code)."""
+"""Use a trained generator: load it from a run folder and draw samples (no training code).
+
+    from minmax.sample import load_generator, generate
+    G = load_generator("runs/00000-mnist-dcgan")
+    x, y = generate(G, 64, seed=0)      # x in [-1, 1]; minmax.images.to_uint8(x) for pixels
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +16,7 @@ from torch import Tensor, nn
 
 from minmax.errors import UsageError
 from minmax.models import rebuild
+from minmax.models.layers import truncated_normal
 from minmax.train.checkpoint import find_checkpoint, load_module, read_spec
 
 
@@ -25,19 +32,90 @@ def load_generator(path: str | Path, which: str = "G_ema") -> nn.Module:
     return load_module(folder, which, G).eval().requires_grad_(False)
 
 
+def _labels(G: nn.Module, n: int, class_index: int | None, rng: torch.Generator) -> Tensor | None:
+    n_classes = getattr(G, "n_classes", 0)
+    if class_index is not None:
+        if not n_classes:
+            raise UsageError("--class needs a class-conditional generator; this one has no classes")
+        if not 0 <= class_index < n_classes:
+            raise UsageError(f"--class must be in 0..{n_classes - 1}, got {class_index}")
+        return torch.full((n,), class_index, dtype=torch.long)
+    return torch.randint(n_classes, (n,), generator=rng) if n_classes else None
+
+
 @torch.no_grad()
-def sample(G: nn.Module, n: int, seed: int = 0, batch: int = 8192) -> Tensor:
-    """n samples x = G(z), z ~ N(0, I), reproducible from ``seed``."""
+def generate(
+    G: nn.Module,
+    n: int,
+    seed: int = 0,
+    *,
+    class_index: int | None = None,
+    truncation: float | None = None,
+    batch: int = 1000,
+) -> tuple[Tensor, Tensor | None]:
+    """n samples x = G(z, y) and their classes y (None for unconditional G), from ``seed``.
+
+    ``truncation`` (BigGAN's trick) redraws z entries beyond ±truncation: fewer odd samples,
+    less variety. Classes are uniform unless ``class_index`` fixes one.
+    """
     if n <= 0:
         raise UsageError(f"--n must be positive, got {n}")
-    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
-    return torch.cat([G(block) for block in z.split(batch)])
+    if truncation is not None and not truncation > 0:
+        raise UsageError(f"--truncation must be positive, got {truncation}")
+    rng = torch.Generator().manual_seed(seed)
+    z = truncated_normal(n, G.z_dim, truncation, rng)
+    y = _labels(G, n, class_index, rng)
+    blocks = [
+        G(zb, None if y is None else y[i : i + batch])
+        for i, zb in zip(range(0, n, batch), z.split(batch), strict=True)
+    ]
+    return torch.cat(blocks), y
 
 
-def save_samples(x: Tensor, out: str | Path) -> Path:
-    """Write samples by the file's suffix: .npy/.npz (array ``x``) or .png (a plot)."""
+def sample(G: nn.Module, n: int, seed: int = 0, batch: int = 8192) -> Tensor:
+    """n samples x = G(z), z ~ N(0, I), reproducible from ``seed`` (unconditional G)."""
+    return generate(G, n, seed, batch=batch)[0]
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Points on the great circle from z ``a`` to z ``b`` (both (d,)) at fractions ``t`` (T,).
+
+    Gaussian z concentrate near a sphere of radius √d; a straight line between two of them
+    passes through lower-norm points G rarely saw, a great circle does not.
+    """
+    cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1 + 1e-7, 1 - 1e-7)
+    omega = torch.acos(cos)
+    t = t[:, None]
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+@torch.no_grad()
+def interpolate(
+    G: nn.Module, n_points: int = 4, steps: int = 16, seed: int = 0, class_index: int | None = None
+) -> Tensor:
+    """A closed latent walk through ``n_points`` random z: (n_points·steps, C, H, W) frames."""
+    if n_points < 2 or steps < 1:
+        raise UsageError("an interpolation needs --points >= 2 and --steps >= 1")
+    rng = torch.Generator().manual_seed(seed)
+    keys = torch.randn(n_points, G.z_dim, generator=rng)
+    t = torch.arange(steps, dtype=torch.float32) / steps
+    z = torch.cat([slerp(keys[i], keys[(i + 1) % n_points], t) for i in range(n_points)])
+    y = _labels(G, 1, class_index, rng)
+    y = None if y is None else y.expand(len(z))
+    return G(z, y)
+
+
+def save_samples(x: Tensor, out: str | Path, y: Tensor | None = None) -> Path:
+    """Write samples by the file's suffix.
+
+    Images (N, C, H, W): ``.png`` a grid, ``.npz`` uint8 array ``x`` (N, H, W[, C]) with labels
+    ``y``, or a folder name without suffix for one PNG per sample. Points (N, d): ``.npy``,
+    ``.npz`` (array ``x``) or ``.png`` (a scatter plot).
+    """
     out = Path(out)
     suffix = out.suffix.lower()
+    if x.ndim == 4:
+        return _save_images(x, out, y)
     if suffix not in (".npy", ".npz", ".png"):
         raise UsageError(f"cannot write '{out}': use a .png, .npy or .npz file name")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -50,4 +128,30 @@ def save_samples(x: Tensor, out: str | Path) -> Path:
         from minmax.plots import plot_points
 
         plot_points(x[:0], x, out, f"{len(x)} samples")
+    return out
+
+
+def _save_images(x: Tensor, out: Path, y: Tensor | None) -> Path:
+    from minmax.images import save_grid, to_uint8
+
+    images = to_uint8(x)
+    suffix = out.suffix.lower()
+    if suffix not in ("", ".png", ".npz"):
+        raise UsageError(f"cannot write '{out}': use .png (grid), .npz, or a folder name")
+    if suffix == ".png":
+        return save_grid(images, out, math.ceil(math.sqrt(len(images))))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".npz":
+        pixels = images.permute(0, 2, 3, 1).numpy()
+        pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+        arrays = {"x": pixels} if y is None else {"x": pixels, "y": y.numpy()}
+        np.savez(out, **arrays)
+        return out
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"folder '{out}' is not empty: choose a new folder for single PNGs")
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(out / f"{i:06d}.png")
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,11 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from minmax.augment import DiffAugment
 from minmax.config import Config, LossConfig, TrainConfig, to_yaml
-from minmax.data import resolve_toy
+from minmax.data.sources import Source, resolve_data
 from minmax.models import build_networks
+from minmax.models.layers import orthogonal_penalty
 from minmax.objectives import Objective, get_objective, gradient_penalty, r1_penalty, r2_penalty
 from minmax.train.checkpoint import (
     find_checkpoint,
@@ -27,7 +30,8 @@ from minmax.train.checkpoint import (
     save_checkpoint,
 )
 from minmax.train.ema import update_ema
-from minmax.train.logs import append_jsonl
+from minmax.train.logs import Logger
+from minmax.train.snapshots import Snapshots
 
 
 @dataclass
@@ -50,23 +54,32 @@ def d_step(
     opt_D: torch.optim.Optimizer,
     rng: torch.Generator,
     regularize: bool = True,
+    *,
+    y_real: Tensor | None = None,
+    y_fake: Tensor | None = None,
+    augment: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """One D update on (reals, G(z)); returns the objective's value.
 
     R1/R2 are lazy: added only when ``regularize`` (every ``reg_every``-th D step), weighted
-    by ``reg_every`` so their average strength stays γ.
+    by ``reg_every`` so their average strength stays γ. With ``augment`` (DiffAugment) D sees
+    T(x) for reals and fakes alike, penalties included.
     """
+    T = augment or _identity
     with torch.no_grad():
-        fake = G(z)
-    loss = objective.d_loss(D(real), D(fake))
+        fake = G(z, y_fake)
+    loss = objective.d_loss(D(T(real), y_real), D(T(fake), y_fake))
     total = loss
     weight = loss_cfg.reg_every / 2 if regularize else 0.0
     if weight and loss_cfg.r1_gamma > 0:
-        total = total + weight * loss_cfg.r1_gamma * r1_penalty(D, real)
+        r1 = r1_penalty(lambda x: D(T(x), y_real), real)
+        total = total + weight * loss_cfg.r1_gamma * r1
     if weight and loss_cfg.r2_gamma > 0:
-        total = total + weight * loss_cfg.r2_gamma * r2_penalty(D, fake)
+        r2 = r2_penalty(lambda x: D(T(x), y_fake), fake)
+        total = total + weight * loss_cfg.r2_gamma * r2
     if objective.needs_gradient_penalty:
-        total = total + loss_cfg.gp_weight * gradient_penalty(D, real, fake, generator=rng)
+        gp = gradient_penalty(lambda x: D(T(x), y_real), real, fake, generator=rng)
+        total = total + loss_cfg.gp_weight * gp
     opt_D.zero_grad(set_to_none=True)
     total.backward()
     opt_D.step()
@@ -80,18 +93,29 @@ def g_step(
     real: Tensor,
     z: Tensor,
     opt_G: torch.optim.Optimizer,
+    *,
+    y_real: Tensor | None = None,
+    y_fake: Tensor | None = None,
+    augment: Callable[[Tensor], Tensor] | None = None,
+    ortho_reg: float = 0.0,
 ) -> Tensor:
-    """One G update against a fixed D; returns G's loss.
+    """One G update against a fixed D; returns G's loss (without the ortho penalty).
 
     ``backward(inputs=...)`` accumulates gradients into G's weights only: D's stay untouched
     and nobody has to toggle ``requires_grad`` back and forth.
     """
-    logits_real = D(real).detach() if objective.g_uses_real else None
-    loss = objective.g_loss(logits_real, D(G(z)))
+    T = augment or _identity
+    logits_real = D(T(real), y_real).detach() if objective.g_uses_real else None
+    loss = objective.g_loss(logits_real, D(T(G(z, y_fake)), y_fake))
+    total = loss + ortho_reg * orthogonal_penalty(G) if ortho_reg else loss
     opt_G.zero_grad(set_to_none=True)
-    loss.backward(inputs=[p for group in opt_G.param_groups for p in group["params"]])
+    total.backward(inputs=[p for group in opt_G.param_groups for p in group["params"]])
     opt_G.step()
     return loss.detach()
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 def make_adam(module: nn.Module, lr: float, t: TrainConfig) -> torch.optim.Adam:
@@ -114,56 +138,88 @@ def lr_factor(schedule: str, progress: float) -> float:
     return 1.0
 
 
-def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train G and D as ``cfg`` says, writing checkpoints, logs and a report to ``run_dir``."""
-    t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    source = resolve_toy(cfg.data.name)
-    objective = get_objective(cfg.loss.objective)
-    torch.manual_seed(t.seed)
-    G, D, spec = build_networks(cfg.model, (source.dim,))
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_G = make_adam(G, t.lr_g, t)
-    opt_D = make_adam(D, t.lr_d, t)
-    rng = torch.Generator().manual_seed(t.seed)
-    count = Counters()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+@dataclass
+class Run:
+    """Everything a training step reads or changes: networks, optimizers, RNG and counters."""
 
-    # Resume.
-    if resume:
-        folder = find_checkpoint(run_dir)
-        for name, module in {"G": G, "D": D, "G_ema": G_ema}.items():
-            load_module(folder, name, module)
-        state, rng_states = load_training(folder, {"G": opt_G, "D": opt_D})
-        rng.set_state(rng_states["loop"])
-        count = Counters(state["step"], state["images_seen"])
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module
+    spec: dict
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    rng: torch.Generator
+    count: Counters
 
-    def checkpoint() -> None:
+    def networks(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+    def save(self, run_dir: Path) -> None:
+        c = self.count
         save_checkpoint(
             run_dir,
-            {"G": G, "D": D, "G_ema": G_ema},
-            spec,
-            {"G": opt_G, "D": opt_D},
-            {"loop": rng.get_state()},
-            {"step": count.step, "images_seen": count.images_seen, "kimg": count.kimg},
+            self.networks(),
+            self.spec,
+            self.optimizers(),
+            {"loop": self.rng.get_state()},
+            {"step": c.step, "images_seen": c.images_seen, "kimg": c.kimg},
         )
+
+    def load(self, run_dir: Path) -> None:
+        folder = find_checkpoint(run_dir)
+        for name, module in self.networks().items():
+            load_module(folder, name, module)
+        state, rng_states = load_training(folder, self.optimizers())
+        self.rng.set_state(rng_states["loop"])
+        self.count = Counters(state["step"], state["images_seen"])
+
+
+def build_run(cfg: Config, source: Source) -> Run:
+    """Seeded networks, G_ema and optimizers for ``cfg`` on data shaped like ``source``."""
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    G, D, spec = build_networks(cfg.model, source.shape, source.n_classes)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    rng = torch.Generator().manual_seed(t.seed)
+    return Run(G, D, G_ema, spec, make_adam(G, t.lr_g, t), make_adam(D, t.lr_d, t), rng, Counters())
+
+
+def train(
+    cfg: Config,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    source: Source | None = None,
+) -> dict:
+    """Train G and D as ``cfg`` says, writing checkpoints, logs and a report to ``run_dir``.
+
+    ``source`` is ``resolve_data(cfg.data)`` when the caller has loaded it already.
+    """
+    t, z_dim = cfg.train, cfg.model.z_dim
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    source = source or resolve_data(cfg.data)
+    objective = get_objective(cfg.loss.objective)
+    run = build_run(cfg, source)
+    augment = DiffAugment(cfg.augment.policy, run.rng)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    log = Logger(run_dir)
+    if resume:
+        run.load(run_dir)
+    G, D, rng, count = run.G, run.D, run.rng, run.count
+    snapshots = Snapshots(cfg, source, run_dir)
 
     total_images = math.ceil(t.kimg * 1000)
     images_per_step = t.n_dis * t.batch_size
     deadline = time.monotonic() + (t.max_minutes * 60 if t.max_minutes else math.inf)
     next_checkpoint = count.images_seen + t.checkpoint_every_kimg * 1000
     start, sums, n_sums = time.monotonic(), torch.zeros(2), 0
-    bar = tqdm(
-        total=total_images,
-        initial=count.images_seen,
-        unit="img",
-        mininterval=1.0,
-        unit_scale=True,
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    bar = tqdm(total=total_images, initial=count.images_seen, unit="img", mininterval=1.0,
+               unit_scale=True, disable=not progress, dynamic_ncols=True)  # fmt: skip
     stop_reason = "kimg"
     try:
         while count.images_seen < total_images:
@@ -172,19 +228,24 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                 break
             # Set learning rates.
             factor = lr_factor(t.lr_schedule, count.images_seen / total_images)
-            set_lr(opt_G, t.lr_g * factor)
-            set_lr(opt_D, t.lr_d * factor)
+            set_lr(run.opt_G, t.lr_g * factor)
+            set_lr(run.opt_D, t.lr_d * factor)
             # Update D (n_dis steps).
             for i in range(t.n_dis):
-                real = source.sample(t.batch_size, rng)
-                z = torch.randn(t.batch_size, cfg.model.z_dim, generator=rng)
+                real, y_real = source.sample(t.batch_size, rng)
+                z = torch.randn(t.batch_size, z_dim, generator=rng)
+                y_fake = source.sample_labels(t.batch_size, rng)
                 regularize = (count.step * t.n_dis + i) % cfg.loss.reg_every == 0
-                loss_D = d_step(G, D, objective, cfg.loss, real, z, opt_D, rng, regularize)
+                loss_D = d_step(G, D, objective, cfg.loss, real, z, run.opt_D, rng, regularize,
+                                y_real=y_real, y_fake=y_fake, augment=augment)  # fmt: skip
             # Update G.
-            z = torch.randn(t.batch_size, cfg.model.z_dim, generator=rng)
-            loss_G = g_step(G, D, objective, real, z, opt_G)
-            # Update G_ema.
-            update_ema(G_ema, G, t.ema_beta)
+            z = torch.randn(t.batch_size, z_dim, generator=rng)
+            y_fake = source.sample_labels(t.batch_size, rng)
+            loss_G = g_step(G, D, objective, real, z, run.opt_G, y_real=y_real, y_fake=y_fake,
+                            augment=augment, ortho_reg=cfg.loss.ortho_reg)  # fmt: skip
+            # Update G_ema (a copy of G during the warm-up).
+            warm = count.images_seen < t.ema_warmup_kimg * 1000
+            update_ema(run.G_ema, G, 0.0 if warm else t.ema_beta)
             count.step += 1
             count.images_seen += images_per_step
             bar.update(images_per_step)
@@ -196,39 +257,24 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                 sums.zero_()
                 n_sums = 0
                 bar.set_postfix(loss_D=f"{loss_d:.3f}", loss_G=f"{loss_g:.3f}")
-                append_jsonl(
-                    run_dir / "metrics.jsonl",
-                    {
-                        "kind": "train",
-                        "step": count.step,
-                        "kimg": count.kimg,
-                        "loss_D": loss_d,
-                        "loss_G": loss_g,
-                        "seconds": round(time.monotonic() - start, 3),
-                    },
-                )
-            # Checkpoint.
+                seconds = round(time.monotonic() - start, 3)
+                log.scalars(count, {"loss_D": loss_d, "loss_G": loss_g, "seconds": seconds})
+            # Sample grid and checkpoint.
+            snapshots.maybe(run.G_ema, count, log)
             if count.images_seen >= next_checkpoint:
-                checkpoint()
+                run.save(run_dir)
                 next_checkpoint += t.checkpoint_every_kimg * 1000
     except KeyboardInterrupt:
         stop_reason = "interrupted"
     finally:
         bar.close()
-    checkpoint()
+    run.save(run_dir)
     seconds = time.monotonic() - start
 
     # Report.
-    from minmax.toy_report import write_report  # plotting stays out of the import path
-
-    metrics = write_report(cfg, source, G_ema, D, run_dir)
-    summary = {
-        "kind": "final",
-        "step": count.step,
-        "kimg": count.kimg,
-        "seconds": round(seconds, 2),
-        "stopped_by": stop_reason,
-        **metrics,
-    }
-    append_jsonl(run_dir / "metrics.jsonl", summary)
+    metrics = snapshots.final(run.G_ema, D, count, log)
+    summary = {"kind": "final", "step": count.step, "kimg": count.kimg,
+               "seconds": round(seconds, 2), "stopped_by": stop_reason, **metrics}  # fmt: skip
+    log.write(summary)
+    log.close()
     return summary

@@ -1,0 +1,85 @@
+"""One interface over every kind of training data the loop can draw from.
+
+A source answers ``sample(n, rng) -> (x, y)``: a batch of samples and their class labels
+(None when the data has none), ``sample_labels`` for the classes a conditional G is asked to
+make, and ``shape`` / ``n_classes`` for building the networks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from minmax.config import DataConfig
+from minmax.data.images import ImageDataset, is_image_dataset, load_images
+from minmax.data.points import Points, resolve_toy
+from minmax.data.toy import Density
+
+
+@dataclass
+class ToySource:
+    """A toy density or a points file: unlabelled vectors."""
+
+    density: Density | Points
+    n_classes: int = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.density.dim,)
+
+    def sample(self, n: int, rng: torch.Generator) -> tuple[Tensor, None]:
+        return self.density.sample(n, rng), None
+
+    def sample_labels(self, n: int, rng: torch.Generator) -> None:
+        return None
+
+
+@dataclass
+class ImageSource:
+    """Images held as uint8 in memory, labels drawn with the data's class frequencies."""
+
+    dataset: ImageDataset
+
+    def __post_init__(self) -> None:
+        labels = self.dataset.labels
+        n = self.dataset.n_classes
+        self.class_freq = (
+            torch.bincount(labels, minlength=n).double() / len(labels) if n else torch.zeros(0)
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.dataset.shape
+
+    @property
+    def n_classes(self) -> int:
+        return self.dataset.n_classes
+
+    def sample(self, n: int, rng: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        return self.dataset.sample(n, rng)
+
+    def sample_labels(self, n: int, rng: torch.Generator) -> Tensor | None:
+        if not self.n_classes:
+            return None
+        return torch.multinomial(self.class_freq, n, replacement=True, generator=rng)
+
+
+Source = ToySource | ImageSource
+
+
+def resolve_data(cfg: DataConfig) -> Source:
+    """The source ``data.name`` means: an image dataset, a toy density or a points file."""
+    if is_image_dataset(cfg.name):
+        dataset = load_images(
+            cfg.name,
+            root=cfg.root,
+            split=cfg.split,
+            resolution=cfg.resolution,
+            channels=cfg.channels,
+            download=cfg.download,
+            labels=cfg.labels,
+        )
+        return ImageSource(dataset)
+    return ToySource(resolve_toy(cfg.name))
