@@ -124,11 +124,11 @@ def _train(args: argparse.Namespace) -> int:
     get_objective(cfg.loss.objective)
     parse_policy(cfg.augment.policy)
     family = MODELS.get(cfg.model.arch)
-    source = resolve_data(cfg.data)
-    family.kwargs(cfg.model, source.shape, source.n_classes)
-    if args.dry_run:
+    if args.dry_run:  # data are not loaded: a preset can be read before its data exist
         print(C.to_yaml(cfg), end="")
         return 0
+    source = resolve_data(cfg.data)
+    family.kwargs(cfg.model, source.shape, source.n_classes)
     if args.resume:
         from minmax.train.checkpoint import find_checkpoint
 

@@ -7,7 +7,9 @@ make, and ``shape`` / ``n_classes`` for building the networks.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -16,6 +18,7 @@ from minmax.config import DataConfig
 from minmax.data.images import ImageDataset, is_image_dataset, load_images
 from minmax.data.points import Points, resolve_toy
 from minmax.data.toy import Density
+from minmax.errors import UsageError
 
 
 @dataclass
@@ -82,4 +85,9 @@ def resolve_data(cfg: DataConfig) -> Source:
             labels=cfg.labels,
         )
         return ImageSource(dataset)
+    path = Path(cfg.name)
+    if not path.suffix and os.sep in cfg.name and not path.exists():
+        raise UsageError(
+            f"data folder '{cfg.name}' does not exist: give a folder of images with --data DIR"
+        )
     return ToySource(resolve_toy(cfg.name))

@@ -1,0 +1,136 @@
+"""Image benchmarks: training speed of every image preset, and the 10-minute MNIST quality race.
+
+    python benchmarks/mnist.py speed                  # images/s and peak memory per preset
+    python benchmarks/mnist.py race --preset mnist-dcgan --minutes 10
+    python benchmarks/mnist.py score                  # baselines and the MNIST floor only
+
+Speed: one training iteration is n_dis D steps + 1 G step at the preset's batch size, timed
+after warm-up with the loop's own step functions, in a fresh process per preset (so its peak
+resident memory is its own). Presets whose data are not on this machine (CIFAR-10, a folder)
+are timed on random uint8 images of the preset's shape: speed does not depend on pixel values.
+
+Race: ``minmax train`` for a wall-time budget, ``minmax sample`` 10,000 images, and the same
+scores for the classic implementations' 10,000 samples in ../shared/data/baselines/ and for
+the MNIST test set (the floor a perfect generator reaches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+MNIST = SHARED / "mnist.npz"
+IMAGE_PRESETS = ["mnist-dcgan", "mnist-biggan", "cifar10-sngan", "cifar10-biggan", "folder-dcgan"]
+
+
+def time_preset(preset: str, steps: int, warmup: int, threads: int) -> dict:
+    """Images/s of the loop's iteration for ``preset`` (runs in the child process)."""
+    import torch
+
+    from minmax.augment import DiffAugment
+    from minmax.config import resolve
+    from minmax.data.images import ImageDataset
+    from minmax.data.sources import ImageSource, resolve_data
+    from minmax.objectives import get_objective
+    from minmax.train.loop import build_run, d_step, g_step
+
+    torch.set_num_threads(threads)
+    cfg = resolve(preset)
+    if "mnist" in preset:
+        cfg.data.name = str(MNIST)
+        source = resolve_data(cfg.data)
+        data = "MNIST"
+    else:  # no CIFAR-10 / folder here: random pixels of the same shape and class count
+        side = cfg.data.resolution or 32
+        gen = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (5000, 3, side, side), dtype=torch.uint8, generator=gen)
+        labels = torch.randint(0, 10, (5000,), generator=gen)
+        names = [str(i) for i in range(10)]
+        source = ImageSource(ImageDataset(images, labels, 10, "random", names))
+        data = f"random 3x{side}x{side}"
+    t, objective = cfg.train, get_objective(cfg.loss.objective)
+    run = build_run(cfg, source)
+    augment = DiffAugment(cfg.augment.policy, run.rng)
+
+    def iteration(step: int) -> None:
+        for i in range(t.n_dis):
+            real, y_real = source.sample(t.batch_size, run.rng)
+            z = torch.randn(t.batch_size, cfg.model.z_dim, generator=run.rng)
+            y_fake = source.sample_labels(t.batch_size, run.rng)
+            regularize = (step * t.n_dis + i) % cfg.loss.reg_every == 0
+            d_step(run.G, run.D, objective, cfg.loss, real, z, run.opt_D, run.rng, regularize,
+                   y_real=y_real, y_fake=y_fake, augment=augment)  # fmt: skip
+        z = torch.randn(t.batch_size, cfg.model.z_dim, generator=run.rng)
+        y_fake = source.sample_labels(t.batch_size, run.rng)
+        g_step(run.G, run.D, objective, real, z, run.opt_G, y_real=y_real, y_fake=y_fake,
+               augment=augment, ortho_reg=cfg.loss.ortho_reg)  # fmt: skip
+
+    for step in range(warmup):
+        iteration(step)
+    start = time.perf_counter()
+    for step in range(steps):
+        iteration(warmup + step)
+    seconds = time.perf_counter() - start
+    n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("G", run.G), ("D", run.D))}
+    return {
+        "preset": preset,
+        "data": data,
+        "arch": cfg.model.arch,
+        "batch": t.batch_size,
+        "n_dis": t.n_dis,
+        "params_G": n_params["G"],
+        "params_D": n_params["D"],
+        "images_per_s": steps * t.n_dis * t.batch_size / seconds,
+        "ms_per_iteration": 1000 * seconds / steps,
+    }
+
+
+def speed(args: argparse.Namespace) -> None:
+    print(f"# torch threads {args.threads}, {args.steps} timed iterations after {args.warmup}")
+    print(f"{'preset':<16}{'arch':<8}{'data':<16}{'batch':>6}{'n_dis':>6}{'G params':>10}"
+          f"{'D params':>10}{'img/s':>9}{'ms/iter':>9}{'peak MiB':>10}")  # fmt: skip
+    for preset in args.presets:
+        cmd = [sys.executable, __file__, "_time", preset, str(args.steps), str(args.warmup),
+               str(args.threads)]  # fmt: skip
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        if status != 0:
+            print(f"{preset:<16} failed (status {status})")
+            continue
+        r = json.loads(out.strip().splitlines()[-1])
+        peak = usage.ru_maxrss / 1024  # KiB on Linux
+        print(f"{preset:<16}{r['arch']:<8}{r['data']:<16}{r['batch']:>6}{r['n_dis']:>6}"
+              f"{r['params_G']:>10,}{r['params_D']:>10,}{r['images_per_s']:>9.0f}"
+              f"{r['ms_per_iteration']:>9.1f}{peak:>10.0f}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("speed")
+    s.add_argument("--presets", nargs="+", default=IMAGE_PRESETS)
+    s.add_argument("--steps", type=int, default=30)
+    s.add_argument("--warmup", type=int, default=5)
+    s.add_argument("--threads", type=int, default=2)
+    t = sub.add_parser("_time")  # internal: one preset, in a fresh process
+    t.add_argument("preset")
+    t.add_argument("steps", type=int)
+    t.add_argument("warmup", type=int)
+    t.add_argument("threads", type=int)
+    args = parser.parse_args()
+    if args.command == "_time":
+        print(json.dumps(time_preset(args.preset, args.steps, args.warmup, args.threads)))
+    elif args.command == "speed":
+        speed(args)
+
+
+if __name__ == "__main__":
+    main()

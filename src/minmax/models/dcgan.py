@@ -1,0 +1,150 @@
+"""DCGAN (Radford et al. 2015) for 28, 32 and 64-pixel images.
+
+G: z -> linear to a 7×7 (28 px) or 4×4 (32, 64 px) map of ``width · 2^(k−1)`` channels, then
+k stride-2 ConvTranspose (kernel 4, pad 1) steps, each halving the channels after BN + ReLU;
+the last one maps to the image channels and ends in tanh. For 28 px with width 64 that is
+128@7×7 -> 64@14×14 -> C@28×28. D mirrors it: k stride-2 convs (kernel 4) with LeakyReLU(0.2)
+doubling the channels (width, 2·width, ...), then one linear layer on the flattened map.
+
+Choices:
+- D has batch-norm (after every conv but the first) only when it has no spectral norm: SN
+  already bounds each layer, and BN couples a sample's logit to its batch-mates, which
+  gradient penalties and per-sample logits do not expect. ``batch_norm`` is its own kwarg.
+- Conditional G uses class-conditional batch-norm (a γ, β per class in every BN, SNGAN/BigGAN
+  style) rather than concatenating an embedding to z: it costs no extra convolution and
+  reaches every layer. Conditional D adds the projection term (Miyato & Koyama 2018):
+  logit = w·φ(x) + b + embed(y)·φ(x), φ = the flattened last feature map.
+- Weights start from N(0, 0.02) as in the paper; convs followed by BN have no bias.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from minmax.errors import UsageError
+from minmax.models.layers import (
+    START_SIDES,
+    ClassBatchNorm2d,
+    check_widths,
+    image_shape,
+    maybe_sn,
+    model_classes,
+    n_doublings,
+    need_labels,
+)
+from minmax.models.registry import MODELS, ModelFamily
+
+RESOLUTIONS = [28, 32, 64]
+
+
+def _init(layer: nn.Module, spectral_norm: bool) -> nn.Module:
+    nn.init.normal_(layer.weight, 0.0, 0.02)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+    return maybe_sn(layer, spectral_norm)
+
+
+def _check_resolution(resolution: int) -> None:
+    if resolution not in RESOLUTIONS:
+        raise UsageError(f"dcgan supports 28, 32 and 64-pixel images, got {resolution}")
+
+
+class DCGANGenerator(nn.Module):
+    """x = G(z, y): (N, z_dim) [and (N,) classes] -> (N, channels, resolution, resolution)."""
+
+    def __init__(
+        self,
+        z_dim: int,
+        channels: int,
+        resolution: int,
+        width: int,
+        n_classes: int = 0,
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_resolution(resolution)
+        self.z_dim, self.n_classes = z_dim, n_classes
+        self.start = START_SIDES[resolution]
+        steps = n_doublings(resolution)
+        widths = [width * 2 ** (steps - 1 - i) for i in range(steps)] + [channels]
+        self.start_width = widths[0]
+        self.fc = _init(nn.Linear(z_dim, widths[0] * self.start**2, bias=False), spectral_norm)
+        self.norms = nn.ModuleList(ClassBatchNorm2d(w, n_classes) for w in widths[:-1])
+        self.ups = nn.ModuleList(
+            _init(
+                nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1, bias=i == steps - 1),
+                spectral_norm,
+            )
+            for i in range(steps)
+        )
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.n_classes:
+            need_labels(self, y)
+        h = self.fc(z).view(-1, self.start_width, self.start, self.start)
+        for norm, up in zip(self.norms, self.ups, strict=True):
+            h = up(F.relu(norm(h, y), inplace=True))
+        return torch.tanh(h)
+
+
+class DCGANDiscriminator(nn.Module):
+    """logits = D(x, y): (N, channels, resolution, resolution) [and (N,) classes] -> (N,)."""
+
+    def __init__(
+        self,
+        channels: int,
+        resolution: int,
+        width: int,
+        n_classes: int = 0,
+        spectral_norm: bool = False,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_resolution(resolution)
+        self.n_classes = n_classes
+        steps = n_doublings(resolution)
+        widths = [channels] + [width * 2**i for i in range(steps)]
+        layers: list[nn.Module] = []
+        for i in range(steps):
+            norm = batch_norm and i > 0
+            conv = nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1, bias=not norm)
+            layers.append(_init(conv, spectral_norm))
+            if norm:
+                layers.append(nn.BatchNorm2d(widths[i + 1]))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        self.features = nn.Sequential(*layers)
+        n_features = widths[-1] * START_SIDES[resolution] ** 2
+        self.fc = _init(nn.Linear(n_features, 1), spectral_norm)
+        if n_classes:
+            self.embed = _init(nn.Embedding(n_classes, n_features), spectral_norm)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        h = self.features(x).flatten(1)
+        logits = self.fc(h).squeeze(1)
+        if self.n_classes:
+            need_labels(self, y)
+            logits = logits + (self.embed(y) * h).sum(1)
+        return logits
+
+
+def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
+    channels, resolution = image_shape("dcgan", data_shape, RESOLUTIONS)
+    check_widths(cfg)
+    if cfg.attention_res:
+        raise UsageError(
+            f"model.attention_res={cfg.attention_res} is for arch=biggan: "
+            "dcgan has no attention block, set model.attention_res=0"
+        )
+    classes = model_classes(cfg, n_classes)
+    shape = {"channels": channels, "resolution": resolution}
+    g = {"z_dim": cfg.z_dim, **shape, "width": cfg.g_channels, "n_classes": classes}
+    d = {**shape, "width": cfg.d_channels, "n_classes": classes}
+    g["spectral_norm"] = cfg.g_spectral_norm
+    d["spectral_norm"] = cfg.d_spectral_norm
+    d["batch_norm"] = not cfg.d_spectral_norm
+    return g, d
+
+
+MODELS.add("dcgan", ModelFamily(DCGANGenerator, DCGANDiscriminator, _kwargs))
