@@ -9,9 +9,11 @@ after warm-up with the loop's own step functions, in a fresh process per preset 
 resident memory is its own). Presets whose data are not on this machine (CIFAR-10, a folder)
 are timed on random uint8 images of the preset's shape: speed does not depend on pixel values.
 
-Race: ``minmax train`` for a wall-time budget, ``minmax sample`` 10,000 images, and the same
-scores for the classic implementations' 10,000 samples in ../shared/data/baselines/ and for
-the MNIST test set (the floor a perfect generator reaches).
+Race: ``minmax train`` for a wall-time budget, ``minmax sample`` 10,000 images, and scores
+with the digits feature network (``minmax features train --data ../shared/data/mnist.npz``
+first) against the MNIST test set. ``score`` gives the same scores for the classic
+implementations' 10,000 samples in ../shared/data/baselines/ and for the MNIST training set
+(the floor a perfect generator reaches).
 """
 
 from __future__ import annotations
@@ -112,6 +114,58 @@ def speed(args: argparse.Namespace) -> None:
               f"{r['ms_per_iteration']:>9.1f}{peak:>10.0f}")  # fmt: skip
 
 
+BASELINES = sorted((SHARED / "baselines").glob("*.npz"))
+METRICS = "fid10k,kid10k,pr10k,dc10k,census10k"
+
+
+def score_line(name: str, source: str, n: int) -> str:
+    """One table row: the digits-net scores of ``source`` against the MNIST test set."""
+    from minmax.evaluate import evaluate
+
+    metrics = METRICS.replace("10k", f"{n / 1000:g}k")
+    r = {x["metric"].split("_")[0].rstrip("0123456789.k"): x for x in
+         evaluate(source, str(MNIST), metrics, "digits", split="test")}  # fmt: skip
+    census = r["census"]
+    return (f"| {name} | {r['fd']['value']:.1f} | {r['kid']['value']:.1f} | "
+            f"{r['pr']['precision']:.3f} / {r['pr']['recall']:.3f} | "
+            f"{r['dc']['density']:.3f} / {r['dc']['coverage']:.3f} | "
+            f"{census['classes_covered']}/10 | {census['kl_to_data']:.4f} |")  # fmt: skip
+
+
+def score(args: argparse.Namespace) -> None:
+    print(f"# digits-net scores vs the MNIST test set (10,000 images), n = {args.n}")
+    print("| samples | fd_digits | kid_digits | precision / recall | density / coverage "
+          "| classes | KL to data |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    print(score_line("MNIST train set (the floor)", str(MNIST), args.n))
+    for path in BASELINES:
+        print(score_line(f"baseline {path.stem}", str(path), args.n))
+    for path in args.samples:
+        print(score_line(Path(path).stem, path, args.n))
+
+
+def race(args: argparse.Namespace) -> None:
+    """Train for ``--minutes`` of wall time, sample 10,000 images, score them."""
+    run = Path(args.out) / f"{args.preset}-{args.minutes:g}min"
+    if run.exists():
+        raise SystemExit(f"{run} exists: remove it or choose --out")
+    cmd = ["minmax", "train", "--preset", args.preset, "--data", str(MNIST), "--out", str(run),
+           "--quiet", f"train.max_minutes={args.minutes}", f"train.threads={args.threads}",
+           *args.overrides]  # fmt: skip
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    samples = run / "samples10k.npz"
+    subprocess.run(["minmax", "sample", str(run), "--n", "10000", "--out", str(samples)],
+                   check=True)  # fmt: skip
+    final = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    print(f"# {args.preset}: {final['kimg']:.0f} kimg in {final['seconds']:.0f} s "
+          f"({1000 * final['kimg'] / final['seconds']:.0f} img/s)")  # fmt: skip
+    print("| samples | fd_digits | kid_digits | precision / recall | density / coverage "
+          "| classes | KL to data |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    print(score_line(f"{args.preset}, {args.minutes:g} min", str(samples), 10000))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +174,15 @@ def main() -> None:
     s.add_argument("--steps", type=int, default=30)
     s.add_argument("--warmup", type=int, default=5)
     s.add_argument("--threads", type=int, default=2)
+    r = sub.add_parser("race")
+    r.add_argument("--preset", default="mnist-dcgan")
+    r.add_argument("--minutes", type=float, default=10.0)
+    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--out", default="runs/bench")
+    r.add_argument("overrides", nargs="*", help="extra key=value overrides")
+    c = sub.add_parser("score")
+    c.add_argument("samples", nargs="*", help="more .npz files of samples to score")
+    c.add_argument("--n", type=int, default=10000)
     t = sub.add_parser("_time")  # internal: one preset, in a fresh process
     t.add_argument("preset")
     t.add_argument("steps", type=int)
@@ -130,6 +193,10 @@ def main() -> None:
         print(json.dumps(time_preset(args.preset, args.steps, args.warmup, args.threads)))
     elif args.command == "speed":
         speed(args)
+    elif args.command == "race":
+        race(args)
+    else:
+        score(args)
 
 
 if __name__ == "__main__":

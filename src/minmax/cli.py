@@ -85,6 +85,28 @@ def _parser() -> argparse.ArgumentParser:
     walk.add_argument("--class", dest="class_index", type=int, help="class-conditional: one class")
     walk.add_argument("--network", default="G_ema", choices=["G_ema", "G"])
 
+    ev = sub.add_parser("evaluate", help="score generated images: FID, KID, IS, P/R, D/C")
+    ev.add_argument("generated", metavar="SOURCE", help="run folder, .npz of images or folder")
+    ev.add_argument("--ref", required=True, help="dataset name, image folder or .npz")
+    ev.add_argument("--split", default="train", help="reference split (named datasets)")
+    ev.add_argument("--metrics", default="fid10k", help="e.g. fid10k,kid10k,is10k,pr10k,dc10k")
+    ev.add_argument("--n", type=int, help="generated images for every metric (overrides)")
+    ev.add_argument(
+        "--features", default="inception", help="inception, digits, or a digits-net file"
+    )
+    ev.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth")
+    ev.add_argument("--data-root", help="where dataset files are (default ~/.cache/minmax)")
+    ev.add_argument("--seed", type=int, default=0)
+
+    feats = sub.add_parser("features", help="train a dataset-specific feature network")
+    feats_sub = feats.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    ft = feats_sub.add_parser("train", help="train the digits classifier for fd/kid scores")
+    ft.add_argument("--data", default="mnist", help="mnist, fashion-mnist or a Keras .npz")
+    ft.add_argument("--data-root", help="where dataset files are (default ~/.cache/minmax)")
+    ft.add_argument("--out", help="weights file (default: the cache's digits-<data>)")
+    ft.add_argument("--epochs", type=int, default=4)
+    ft.add_argument("--seed", type=int, default=0)
+
     theory = sub.add_parser("theory", help="check D* = log P/Q and V_D = 2log2 - 2JSD")
     theory.add_argument("--out", default="theory", help="folder for the table and plots")
     theory.add_argument("--quick", action="store_true", help="smaller budgets (for tests)")
@@ -129,6 +151,12 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     source = resolve_data(cfg.data)
     family.kwargs(cfg.model, source.shape, source.n_classes)
+    n_data = len(getattr(source, "dataset", ()))
+    if n_data and n_data < cfg.train.batch_size:
+        raise UsageError(
+            f"'{cfg.data.name}' holds {n_data} images, fewer than train.batch_size="
+            f"{cfg.train.batch_size}: add images or lower train.batch_size"
+        )
     if args.resume:
         from minmax.train.checkpoint import find_checkpoint
 
@@ -203,6 +231,62 @@ def _interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from minmax.evaluate import evaluate, format_table
+    from minmax.train.logs import append_jsonl
+
+    records = evaluate(
+        args.generated,
+        args.ref,
+        args.metrics,
+        args.features,
+        n=args.n,
+        seed=args.seed,
+        root=args.data_root,
+        split=args.split,
+        inception_weights=args.inception_weights,
+    )
+    print(format_table(records))
+    run = Path(args.generated)
+    if (run / "checkpoint").is_dir():
+        for record in records:
+            append_jsonl(run / "metrics.jsonl", record)
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    if args.action != "train":
+        raise UsageError("say what to do: minmax features train --data mnist")
+    from minmax.data.images import load_images
+    from minmax.metrics.features.digits import (
+        default_digits_path,
+        save_feature_net,
+        train_feature_net,
+    )
+
+    train_set = load_images(args.data, root=args.data_root, split="train", channels=1)
+    test_set = load_images(args.data, root=args.data_root, split="test", channels=1)
+    if train_set.labels is None or train_set.shape[1:] != (28, 28):
+        raise UsageError(f"'{args.data}' must be labelled 28×28 images (digit-like data)")
+    name = Path(args.data).stem if Path(args.data).suffix else args.data
+    out = Path(args.out) if args.out else default_digits_path(name)
+    if out.suffix != ".safetensors":
+        raise UsageError(f"--out must end in .safetensors, got '{out}'")
+    net, accuracy = train_feature_net(
+        train_set.images,
+        train_set.labels,
+        test_set.images,
+        test_set.labels,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
+    meta = {"data": args.data, "epochs": args.epochs, "seed": args.seed}
+    meta["test_accuracy"] = accuracy
+    save_feature_net(net, out, meta)
+    print(f"test accuracy {accuracy:.4f}; wrote {out}")
+    return 0
+
+
 def _theory(args: argparse.Namespace) -> int:
     from minmax.theory import run_checks
 
@@ -220,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             "train": _train,
             "sample": _sample,
             "interpolate": _interpolate,
+            "evaluate": _evaluate,
+            "features": _features,
             "theory": _theory,
         }[args.command](args)
     except UsageError as err:

@@ -105,6 +105,7 @@ def test_sample_and_interpolate_commands(tmp_path, digits, capsys):
         (["data.resolution=48"], "arch=dcgan supports square images of 28, 32, 64 pixels"),
         (["model.arch=biggan", "model.attention_res=5"], "attention_res"),
         (["augment.policy=flip"], "unknown augment.policy entry 'flip'"),
+        (["train.batch_size=64"], "holds 48 images, fewer than train.batch_size=64"),
     ],
 )
 def test_bad_image_configs_fail_before_writing(tmp_path, digits, capsys, overrides, message):

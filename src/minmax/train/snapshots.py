@@ -33,8 +33,9 @@ class Snapshots:
     def __init__(self, cfg: Config, source: Source, run_dir: Path) -> None:
         self.cfg, self.source, self.run_dir = cfg, source, run_dir
         self.images = isinstance(source, ImageSource)
-        self.z, self.y = fixed_noise(cfg.model.z_dim, source.n_classes, cfg.train.seed)
-        self.n_cols = max(1, len(self.z) // max(source.n_classes, 1)) if source.n_classes else 8
+        n_classes = source.n_classes if cfg.model.conditional else 0
+        self.z, self.y = fixed_noise(cfg.model.z_dim, n_classes, cfg.train.seed)
+        self.n_cols = len(self.z) // n_classes if n_classes else 8  # conditional: a row per class
         every = cfg.train.grid_every_kimg * 1000
         self.every = every if self.images and every > 0 else None
         self.next = None

@@ -1,0 +1,227 @@
+"""``minmax evaluate``: score generated images against a reference, protocol beside each number.
+
+Metric names carry their sample count (``fid10k`` = Fréchet distance on 10,000 generated
+images). FID uses every reference image; KID, precision/recall and density/coverage pair the
+generated set with a seeded random subset of the reference of the same size. Scores made with
+the dataset-specific digits network are labelled with it (``fd10k_digits``), never "FID".
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from minmax.errors import UsageError
+from minmax.metrics.census import class_census
+from minmax.metrics.features import FeatureExtractor
+from minmax.metrics.frechet import feature_stats, frechet_distance
+from minmax.metrics.inception_score import inception_score
+from minmax.metrics.kid import kid
+from minmax.metrics.manifold import density_coverage, precision_recall
+from minmax.metrics.refstats import reference_key, reference_stats
+from minmax.registry import did_you_mean
+
+METRICS = ["fid", "kid", "is", "pr", "dc", "census"]
+_NAME = re.compile(r"^([a-z]+?)(\d+(?:\.\d+)?)k$")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    kind: str  # one of METRICS
+    n: int  # generated images it uses
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}{_count(self.n)}"
+
+
+def _count(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else f"{n / 1000:g}k"
+
+
+def parse_metrics(text: str, n: int | None = None) -> list[MetricSpec]:
+    """``"fid10k,kid10k"`` -> specs; ``n`` overrides every count."""
+    specs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        match = _NAME.match(item)
+        if not match or match.group(1) not in METRICS:
+            kind = match.group(1) if match else item
+            hint = did_you_mean(kind, METRICS)
+            raise UsageError(
+                f"unknown metric '{item}': write a name and a count like fid10k ({hint})"
+            )
+        count = n if n is not None else round(float(match.group(2)) * 1000)
+        if count < 2:
+            raise UsageError(f"metric '{item}' needs at least 2 samples, got {count}")
+        specs.append(MetricSpec(match.group(1), count))
+    if not specs:
+        raise UsageError("--metrics is empty: give e.g. fid10k,kid10k")
+    return specs
+
+
+def label(spec: MetricSpec, extractor: FeatureExtractor) -> str:
+    """The name a score is shown under: FID only with Inception, else ``fd..._<net>``."""
+    if extractor.name.startswith("inception"):
+        return spec.name
+    kind = "fd" if spec.kind == "fid" else spec.kind
+    return f"{kind}{_count(spec.n)}_{extractor.name}"
+
+
+def load_extractor(features: str, inception_weights: str | None = None) -> FeatureExtractor:
+    """``inception`` (the TF FID reference network), ``digits`` (the cached digits net), or a
+    path to a digits net written by ``minmax features train``."""
+    if features == "inception":
+        from minmax.metrics.features.inception import load_inception
+
+        return load_inception(inception_weights)
+    from minmax.metrics.features.digits import default_digits_path, load_digits
+
+    path = default_digits_path() if features == "digits" else Path(features)
+    if not path.is_file():
+        raise UsageError(
+            f"feature net '{path}' not found: train one with "
+            f"'minmax features train --data mnist --out {path}', or use --features inception"
+        )
+    return load_digits(path)
+
+
+@dataclass
+class ImageSet:
+    pixels: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor | None
+    description: str
+
+
+def load_generated(source: str, n: int, seed: int, root: str | None) -> ImageSet:
+    """n images from a run folder (its G_ema), an .npz of images, an image folder or a dataset
+    (its train split: e.g. the MNIST training set scored against its test set)."""
+    path = Path(source)
+    if path.is_dir() and ((path / "checkpoint").is_dir() or (path / "state.json").is_file()):
+        from minmax.images import to_uint8
+        from minmax.sample import generate, load_generator
+
+        G = load_generator(path)
+        x, y = generate(G, n, seed)
+        if x.ndim != 4:
+            raise UsageError(f"run '{path}' makes points, not images: evaluate scores images")
+        return ImageSet(to_uint8(x), y, f"{path} (G_ema, seed {seed})")
+    images = _load_dataset(source, root, "train")
+    if len(images.pixels) < n:
+        raise UsageError(
+            f"'{source}' holds {len(images.pixels)} images, fewer than the {n} the metrics ask "
+            "for: lower the count (e.g. fid1k) or use --n"
+        )
+    return ImageSet(images.pixels[:n], None if images.labels is None else images.labels[:n],
+                    images.description)  # fmt: skip
+
+
+def _load_dataset(name: str, root: str | None, split: str) -> ImageSet:
+    from minmax.data.images import is_image_dataset, load_images
+
+    if not is_image_dataset(name):
+        raise UsageError(
+            f"'{name}' is not a run folder, an image folder, an .npz of images or a dataset "
+            "name (mnist, fashion-mnist, cifar10)"
+        )
+    data = load_images(name, root=root, split=split, labels=True)
+    return ImageSet(data.images, data.labels, f"{name} ({split})")
+
+
+def _subset(features: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if len(features) <= n:
+        return features
+    index = np.random.default_rng(seed).choice(len(features), n, replace=False)
+    return features[np.sort(index)]
+
+
+def evaluate(
+    generated: str,
+    reference: str,
+    metrics: str = "fid10k",
+    features: str = "inception",
+    n: int | None = None,
+    seed: int = 0,
+    root: str | None = None,
+    split: str = "train",
+    inception_weights: str | None = None,
+) -> list[dict]:
+    """Score ``generated`` against ``reference``; one record per metric, protocol included."""
+    specs = parse_metrics(metrics, n)
+    extractor = load_extractor(features, inception_weights)
+    n_max = max(spec.n for spec in specs)
+    start = time.monotonic()
+    fake = load_generated(generated, n_max, seed, root)
+    fake_features, fake_probs = extractor.run(fake.pixels)
+    ref = _load_dataset(reference, root, split)
+    key = reference_key(reference, split, extractor, len(ref.pixels))
+    ref_stats = reference_stats(key, lambda: extractor.run(ref.pixels)[0])
+    protocol = {
+        "extractor": extractor.describe(),
+        "generated": fake.description,
+        "reference": f"{reference} ({split}), {len(ref.pixels)} images",
+        "seed": seed,
+    }
+    records = []
+    for spec in specs:
+        f, p = fake_features[: spec.n], fake_probs[: spec.n]
+        ref_sub = _subset(ref_stats.features, spec.n, seed)
+        value = _score(spec, f, p, ref_stats, ref_sub, ref, extractor)
+        records.append({"kind": "eval", "metric": label(spec, extractor), "n": spec.n,
+                        **value, "protocol": protocol})  # fmt: skip
+    seconds = round(time.monotonic() - start, 2)
+    for record in records:
+        record["seconds_total"] = seconds
+    return records
+
+
+def _score(spec, f, p, ref_stats, ref_sub, ref: ImageSet, extractor) -> dict:
+    if spec.kind == "fid":
+        return {"value": frechet_distance(*feature_stats(f), ref_stats.mu, ref_stats.sigma)}
+    if spec.kind == "kid":
+        mean, std = kid(ref_sub, f, seed=0)
+        return {"value": mean, "std": std}
+    if spec.kind in ("is", "census") and not extractor.num_classes:
+        raise UsageError(f"{spec.name} needs a classifier; '{extractor.name}' is not one")
+    if spec.kind == "is":
+        mean, std = inception_score(p)
+        return {"value": mean, "std": std}
+    if spec.kind == "pr":
+        precision, recall = precision_recall(ref_sub, f, k=3)
+        return {"precision": precision, "recall": recall}
+    if spec.kind == "dc":
+        density, coverage = density_coverage(ref_sub, f, k=5)
+        return {"density": density, "coverage": coverage}
+    if ref.labels is None:
+        raise UsageError(f"{spec.name} needs a labelled reference (its class frequencies)")
+    freq = np.bincount(ref.labels.numpy(), minlength=extractor.num_classes).astype(np.float64)
+    return class_census(p, freq)
+
+
+def format_table(records: list[dict]) -> str:
+    """One line per metric: its value(s), then the protocol once."""
+    lines = []
+    for r in records:
+        if "value" in r:
+            text = f"{r['value']:.4f}" + (f" ± {r['std']:.4f}" if "std" in r else "")
+        elif "precision" in r:
+            text = f"precision {r['precision']:.4f}  recall {r['recall']:.4f}"
+        elif "density" in r:
+            text = f"density {r['density']:.4f}  coverage {r['coverage']:.4f}"
+        else:
+            text = (f"{r['classes_covered']}/{r['n_classes']} classes, "
+                    f"KL to data {r['kl_to_data']:.4f}, counts {r['counts']}")  # fmt: skip
+        lines.append(f"{r['metric']:<18}{text}")
+    if records:
+        p = records[0]["protocol"]
+        e = p["extractor"]
+        lines.append(f"generated: {p['generated']}; reference: {p['reference']}; seed {p['seed']}")
+        lines.append(f"extractor: {e['name']} sha256 {e['weights_sha256'][:12]}…, "
+                     f"input {e['input_size']}, resize: {e['resize']}")  # fmt: skip
+    return "\n".join(lines)
