@@ -116,3 +116,26 @@ def test_evaluate_a_run_appends_to_its_metrics(setup, tmp_path, capsys):
     evals = [x for x in lines if x["kind"] == "eval"]
     assert [x["metric"] for x in evals] == ["fd0.064k_digits", "census0.064k_digits"]
     assert evals[0]["protocol"]["generated"].endswith("(G_ema, seed 0)")
+
+
+def test_scores_during_training(setup, tmp_path):
+    root, weights = setup
+    run = tmp_path / "run"
+    assert main(["train", "--quiet", "--preset", "mnist-dcgan", "--data", str(root / "ref.npz"),
+                 "--out", str(run), "train.kimg=0.2", "train.batch_size=16",
+                 "model.g_channels=4", "model.d_channels=4", "eval.plots=false",
+                 "eval.metrics=fid0.05k,census0.05k", "eval.every_kimg=0.08",
+                 f"eval.features={weights}", "eval.reference_split=train"]) == 0  # fmt: skip
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    fd = [x for x in lines if x["kind"] == "eval" and x["metric"] == "fd0.05k_digits"]
+    assert [round(x["kimg"], 3) for x in fd] == [0.08, 0.16, 0.208]  # two marks, then the end
+    assert lines[-1]["kind"] == "final" and lines[-1]["fd0.05k_digits"] == fd[-1]["value"]
+
+
+def test_training_refuses_a_missing_feature_net_before_writing(setup, tmp_path, capsys):
+    root, _ = setup
+    out = tmp_path / "run"
+    code = main(["train", "--quiet", "--preset", "mnist-dcgan", "--data", str(root / "ref.npz"),
+                 "--out", str(out), "eval.metrics=fid1k",
+                 f"eval.features={tmp_path / 'none.safetensors'}"])  # fmt: skip
+    assert code == 2 and "not found" in capsys.readouterr().err and not out.exists()

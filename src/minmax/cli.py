@@ -151,6 +151,11 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     source = resolve_data(cfg.data)
     family.kwargs(cfg.model, source.shape, source.n_classes)
+    if cfg.eval.metrics:
+        from minmax.evaluate import load_extractor, parse_metrics
+
+        parse_metrics(cfg.eval.metrics)
+        load_extractor(cfg.eval.features)
     n_data = len(getattr(source, "dataset", ()))
     if n_data and n_data < cfg.train.batch_size:
         raise UsageError(

@@ -99,6 +99,11 @@ class EvalConfig:
     n_samples: int = 2500  # samples drawn from G_ema for the final toy metrics
     n_std: float = 3.0  # high-quality radius in component standard deviations
     plots: bool = True  # samples.png and discriminator.png at the end of the run
+    # images: metrics scored on G_ema during training (see `minmax evaluate`), "" = none
+    metrics: str = ""  # e.g. fid5k,census5k
+    every_kimg: float = 0.0  # score every N kimg as well as at the end; 0 = at the end only
+    features: str = "digits"  # inception, digits, or a digits-net file
+    reference_split: str = "test"  # the data's split the scores compare against
 
 
 @dataclass
@@ -251,6 +256,7 @@ def validate(cfg: Config) -> Config:
         "loss.r2_gamma": lo.r2_gamma,
         "loss.gp_weight": lo.gp_weight,
         "train.threads": t.threads,
+        "eval.every_kimg": e.every_kimg,
     }
     for key, value in non_negative.items():
         if not value >= 0 or math.isinf(value):

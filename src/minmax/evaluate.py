@@ -155,9 +155,25 @@ def evaluate(
     """Score ``generated`` against ``reference``; one record per metric, protocol included."""
     specs = parse_metrics(metrics, n)
     extractor = load_extractor(features, inception_weights)
-    n_max = max(spec.n for spec in specs)
     start = time.monotonic()
-    fake = load_generated(generated, n_max, seed, root)
+    fake = load_generated(generated, max(spec.n for spec in specs), seed, root)
+    records = score_images(fake, reference, specs, extractor, seed, root, split)
+    seconds = round(time.monotonic() - start, 2)
+    for record in records:
+        record["seconds_total"] = seconds
+    return records
+
+
+def score_images(
+    fake: ImageSet,
+    reference: str,
+    specs: list[MetricSpec],
+    extractor: FeatureExtractor,
+    seed: int = 0,
+    root: str | None = None,
+    split: str = "train",
+) -> list[dict]:
+    """Score uint8 images against ``reference`` (statistics cached); a record per metric."""
     fake_features, fake_probs = extractor.run(fake.pixels)
     ref = _load_dataset(reference, root, split)
     key = reference_key(reference, split, extractor, len(ref.pixels))
@@ -175,9 +191,6 @@ def evaluate(
         value = _score(spec, f, p, ref_stats, ref_sub, ref, extractor)
         records.append({"kind": "eval", "metric": label(spec, extractor), "n": spec.n,
                         **value, "protocol": protocol})  # fmt: skip
-    seconds = round(time.monotonic() - start, 2)
-    for record in records:
-        record["seconds_total"] = seconds
     return records
 
 

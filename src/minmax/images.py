@@ -47,7 +47,5 @@ def save_animation(frames: list[np.ndarray], path: str | Path, ms_per_frame: int
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     images = [_pil(frame) for frame in frames]
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0
-    )
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
     return path

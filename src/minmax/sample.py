@@ -1,8 +1,8 @@
 """Use a trained generator: load it from a run folder and draw samples (no training code).
 
-    from minmax.sample import load_generator, generate
-    G = load_generator("runs/00000-mnist-dcgan")
-    x, y = generate(G, 64, seed=0)      # x in [-1, 1]; minmax.images.to_uint8(x) for pixels
+from minmax.sample import load_generator, generate
+G = load_generator("runs/00000-mnist-dcgan")
+x, y = generate(G, 64, seed=0)      # x in [-1, 1]; minmax.images.to_uint8(x) for pixels
 """
 
 from __future__ import annotations

@@ -49,10 +49,13 @@ class Logger:
     def scalars(self, count: Any, values: dict[str, float]) -> None:
         """One ``kind: train`` line at ``count`` (step, kimg); values also go to TensorBoard."""
         self.write({"kind": "train", "step": count.step, "kimg": count.kimg, **values})
+        self.scalars_board({k: v for k, v in values.items() if k != "seconds"}, count)
+
+    def scalars_board(self, values: dict[str, float], count: Any) -> None:
+        """Scalars to TensorBoard only (when installed)."""
         if self.board is not None:
             for name, value in values.items():
-                if name != "seconds":
-                    self.board.add_scalar(name, value, global_step=count.images_seen)
+                self.board.add_scalar(name, value, global_step=count.images_seen)
 
     def image(self, name: str, image: Any, count: Any) -> None:
         """An (H, W, C) uint8 array, e.g. a sample grid (TensorBoard only; PNGs are on disk)."""

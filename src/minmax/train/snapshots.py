@@ -39,6 +39,7 @@ class Snapshots:
         every = cfg.train.grid_every_kimg * 1000
         self.every = every if self.images and every > 0 else None
         self.next = None
+        self.scorer = Scorer(cfg) if self.images and cfg.eval.metrics else None
 
     @torch.no_grad()
     def grid(self, G_ema: nn.Module, path: Path) -> Tensor:
@@ -47,7 +48,10 @@ class Snapshots:
         return images
 
     def maybe(self, G_ema: nn.Module, count, log) -> None:
-        """Write ``grids/kimgNNNNNN.NNN.png`` when the run has passed the next grid mark."""
+        """Write ``grids/kimgNNNNNN.NNN.png`` when the run has passed the next grid mark,
+        and score G_ema when it has passed the next ``eval.every_kimg`` mark."""
+        if self.scorer is not None:
+            self.scorer.maybe(G_ema, count, log)
         if self.every is None:
             return
         if self.next is None:
@@ -67,4 +71,50 @@ class Snapshots:
         if self.cfg.eval.plots:
             images = self.grid(G_ema, self.run_dir / "samples.png")
             log.image("samples", make_grid(images, self.n_cols), count)
-        return {}
+        if self.scorer is None:
+            return {}
+        return {r["metric"]: r.get("value") for r in self.scorer.score(G_ema, count, log)}
+
+
+class Scorer:
+    """``eval.metrics`` on G_ema's images during training, against the data's reference split.
+
+    The same code as ``minmax evaluate`` (reference statistics cached once); the samples come
+    from a fixed seed, so successive scores differ only by G_ema.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        from minmax.evaluate import load_extractor, parse_metrics
+
+        self.cfg = cfg
+        self.specs = parse_metrics(cfg.eval.metrics)
+        self.extractor = load_extractor(cfg.eval.features)
+        every = cfg.eval.every_kimg * 1000
+        self.every = every if every > 0 else None
+        self.next = None
+
+    def maybe(self, G_ema: nn.Module, count, log) -> None:
+        if self.every is None:
+            return
+        if self.next is None:
+            self.next = (count.images_seen // self.every + 1) * self.every
+        if count.images_seen >= self.next:
+            self.score(G_ema, count, log)
+            self.next += self.every
+
+    def score(self, G_ema: nn.Module, count, log) -> list[dict]:
+        from minmax.evaluate import ImageSet, score_images
+        from minmax.sample import generate
+
+        seed = self.cfg.train.seed + GRID_SEED_OFFSET + 1
+        x, y = generate(G_ema, max(spec.n for spec in self.specs), seed)
+        fake = ImageSet(to_uint8(x), y, f"G_ema at {count.kimg:.1f} kimg, seed {seed}")
+        data = self.cfg.data
+        records = score_images(fake, data.name, self.specs, self.extractor, seed, data.root,
+                               self.cfg.eval.reference_split)  # fmt: skip
+        for record in records:
+            record.update(step=count.step, kimg=count.kimg)
+            log.write(record)
+            if "value" in record:
+                log.scalars_board({record["metric"]: record["value"]}, count)
+        return records
