@@ -139,3 +139,20 @@ def test_training_refuses_a_missing_feature_net_before_writing(setup, tmp_path, 
                  "--out", str(out), "eval.metrics=fid1k",
                  f"eval.features={tmp_path / 'none.safetensors'}"])  # fmt: skip
     assert code == 2 and "not found" in capsys.readouterr().err and not out.exists()
+
+
+def test_cached_statistics_serve_as_the_reference(setup, tmp_path):
+    root, weights = setup
+    (direct,) = evaluate(str(root / "noise.npz"), str(root / "ref.npz"), "fid1k", str(weights),
+                         n=50)  # fmt: skip
+    (cached,) = list((tmp_path / "cache" / "refstats").glob("*.npz"))
+    (again,) = evaluate(str(root / "noise.npz"), str(cached), "fid1k", str(weights), n=50)
+    assert again["value"] == direct["value"] and "cached" in again["protocol"]["reference"]
+    # Statistics made with another network are refused, not silently mis-scored.
+    x, y = digits(60, 7)
+    other, acc = train_feature_net(x[:, None], y, x[:, None], y, epochs=1, seed=1,
+                                   batch_size=30, max_steps=2)  # fmt: skip
+    save_feature_net(other, tmp_path / "other.safetensors", {"data": "toy", "test_accuracy": acc})
+    with pytest.raises(UsageError, match="reference/extractor mismatch"):
+        evaluate(str(root / "noise.npz"), str(cached), "fid1k", str(tmp_path / "other.safetensors"),
+                 n=50)  # fmt: skip

@@ -87,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="score generated images: FID, KID, IS, P/R, D/C")
     ev.add_argument("generated", metavar="SOURCE", help="run folder, .npz of images or folder")
-    ev.add_argument("--ref", required=True, help="dataset name, image folder or .npz")
+    ev.add_argument(
+        "--ref", required=True, help="dataset name, image folder, .npz, or cached statistics"
+    )
     ev.add_argument("--split", default="train", help="reference split (named datasets)")
     ev.add_argument("--metrics", default="fid10k", help="e.g. fid10k,kid10k,is10k,pr10k,dc10k")
     ev.add_argument("--n", type=int, help="generated images for every metric (overrides)")

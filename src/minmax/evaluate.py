@@ -23,7 +23,12 @@ from minmax.metrics.frechet import feature_stats, frechet_distance
 from minmax.metrics.inception_score import inception_score
 from minmax.metrics.kid import kid
 from minmax.metrics.manifold import density_coverage, precision_recall
-from minmax.metrics.refstats import reference_key, reference_stats
+from minmax.metrics.refstats import (
+    is_cached_stats,
+    load_cached,
+    reference_key,
+    reference_stats,
+)
 from minmax.registry import did_you_mean
 
 METRICS = ["fid", "kid", "is", "pr", "dc", "census"]
@@ -175,13 +180,20 @@ def score_images(
 ) -> list[dict]:
     """Score uint8 images against ``reference`` (statistics cached); a record per metric."""
     fake_features, fake_probs = extractor.run(fake.pixels)
-    ref = _load_dataset(reference, root, split)
-    key = reference_key(reference, split, extractor, len(ref.pixels))
-    ref_stats = reference_stats(key, lambda: extractor.run(ref.pixels)[0])
+    if is_cached_stats(reference):  # statistics only: no images, no labels
+        ref_stats = load_cached(reference, extractor)
+        ref = ImageSet(torch.zeros(0, dtype=torch.uint8), None, reference)
+        k = ref_stats.key
+        described = f"{reference} (cached: {k.get('dataset')} {k.get('split')}, {k.get('count')})"
+    else:
+        ref = _load_dataset(reference, root, split)
+        key = reference_key(reference, split, extractor, len(ref.pixels))
+        ref_stats = reference_stats(key, lambda: extractor.run(ref.pixels)[0])
+        described = f"{reference} ({split}), {len(ref.pixels)} images"
     protocol = {
         "extractor": extractor.describe(),
         "generated": fake.description,
-        "reference": f"{reference} ({split}), {len(ref.pixels)} images",
+        "reference": described,
         "seed": seed,
     }
     records = []

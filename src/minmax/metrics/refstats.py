@@ -121,3 +121,35 @@ def reference_stats(
     return RefStats(
         mu=mu, sigma=sigma, features=features.astype(np.float64), key=dict(key_parts), path=path
     )
+
+
+def load_cached(path: str | Path, extractor: FeatureExtractor) -> RefStats:
+    """Reference statistics from a cache file given by path (``minmax evaluate --ref X.npz``),
+    refused unless they were made with ``extractor`` (name, weights hash, input, resize)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key = json.loads(str(data["key"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise UsageError(f"cannot read cached reference statistics '{path}' ({err})") from None
+    wanted = reference_key(key.get("dataset", ""), key.get("split", ""), extractor, 0)
+    fields = ("extractor", "weights_sha256", "input_size", "resize")
+    if any(key.get(name) != wanted[name] for name in fields):
+        raise UsageError(
+            f"reference/extractor mismatch in cached file '{path}': it was made with "
+            f"{key.get('extractor')} ({str(key.get('weights_sha256'))[:12]}…), "
+            f"not {extractor.name} ({extractor.weights_sha256[:12]}…)"
+        )
+    return _read(path, canonical_json(key), key)
+
+
+def is_cached_stats(path: str | Path) -> bool:
+    """True for an .npz holding mu, sigma, features and key (a reference-statistics file)."""
+    path = Path(path)
+    if path.suffix != ".npz" or not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {"mu", "sigma", "features", "key"} <= set(data.files)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False
