@@ -41,7 +41,7 @@ def time_preset(preset: str, steps: int, warmup: int, threads: int) -> dict:
     from minmax.data.images import ImageDataset
     from minmax.data.sources import ImageSource, resolve_data
     from minmax.objectives import get_objective
-    from minmax.train.loop import build_run, d_step, g_step
+    from minmax.train.loop import build_run, iteration
 
     torch.set_num_threads(threads)
     cfg = resolve(preset)
@@ -60,25 +60,11 @@ def time_preset(preset: str, steps: int, warmup: int, threads: int) -> dict:
     t, objective = cfg.train, get_objective(cfg.loss.objective)
     run = build_run(cfg, source)
     augment = DiffAugment(cfg.augment.policy, run.rng)
-
-    def iteration(step: int) -> None:
-        for i in range(t.n_dis):
-            real, y_real = source.sample(t.batch_size, run.rng)
-            z = torch.randn(t.batch_size, cfg.model.z_dim, generator=run.rng)
-            y_fake = source.sample_labels(t.batch_size, run.rng)
-            regularize = (step * t.n_dis + i) % cfg.loss.reg_every == 0
-            d_step(run.G, run.D, objective, cfg.loss, real, z, run.opt_D, run.rng, regularize,
-                   y_real=y_real, y_fake=y_fake, augment=augment)  # fmt: skip
-        z = torch.randn(t.batch_size, cfg.model.z_dim, generator=run.rng)
-        y_fake = source.sample_labels(t.batch_size, run.rng)
-        g_step(run.G, run.D, objective, real, z, run.opt_G, y_real=y_real, y_fake=y_fake,
-               augment=augment, ortho_reg=cfg.loss.ortho_reg)  # fmt: skip
-
-    for step in range(warmup):
-        iteration(step)
-    start = time.perf_counter()
-    for step in range(steps):
-        iteration(warmup + step)
+    for _ in range(warmup + steps):
+        if run.count.step == warmup:
+            start = time.perf_counter()
+        iteration(cfg, run, source, objective, augment)
+        run.count.step += 1
     seconds = time.perf_counter() - start
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("G", run.G), ("D", run.D))}
     return {

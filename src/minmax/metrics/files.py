@@ -8,30 +8,22 @@ of one), and is identified by its SHA-256 so a score can name exactly what produ
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from minmax.data.download import default_root, sha256_of
 from minmax.errors import UsageError
+
+__all__ = ["atomic_write", "check_sha256", "default_root", "download", "sha256_file"]
 
 _READ_BYTES = 1 << 20
 
 
-def default_root() -> Path:
-    """``$MINMAX_CACHE`` if set (read at call time, not import time), else ``~/.cache/minmax``."""
-    env = os.environ.get("MINMAX_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "minmax"
-
-
 def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_READ_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex SHA-256 of a file's bytes."""
+    return sha256_of(Path(path))
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -187,6 +187,25 @@ def build_run(cfg: Config, source: Source) -> Run:
     return Run(G, D, G_ema, spec, make_adam(G, t.lr_g, t), make_adam(D, t.lr_d, t), rng, Counters())
 
 
+def iteration(
+    cfg: Config, run: Run, source: Source, objective: Objective, augment: DiffAugment
+) -> tuple[Tensor, Tensor]:
+    """One round of the game: ``n_dis`` D steps, then one G step; returns their losses."""
+    t, z_dim, G, D, rng = cfg.train, cfg.model.z_dim, run.G, run.D, run.rng
+    for i in range(t.n_dis):
+        real, y_real = source.sample(t.batch_size, rng)
+        z = torch.randn(t.batch_size, z_dim, generator=rng)
+        y_fake = source.sample_labels(t.batch_size, rng)
+        regularize = (run.count.step * t.n_dis + i) % cfg.loss.reg_every == 0
+        loss_D = d_step(G, D, objective, cfg.loss, real, z, run.opt_D, rng, regularize,
+                        y_real=y_real, y_fake=y_fake, augment=augment)  # fmt: skip
+    z = torch.randn(t.batch_size, z_dim, generator=rng)
+    y_fake = source.sample_labels(t.batch_size, rng)
+    loss_G = g_step(G, D, objective, real, z, run.opt_G, y_real=y_real, y_fake=y_fake,
+                    augment=augment, ortho_reg=cfg.loss.ortho_reg)  # fmt: skip
+    return loss_D, loss_G
+
+
 def train(
     cfg: Config,
     run_dir: Path,
@@ -198,7 +217,7 @@ def train(
 
     ``source`` is ``resolve_data(cfg.data)`` when the caller has loaded it already.
     """
-    t, z_dim = cfg.train, cfg.model.z_dim
+    t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
     source = source or resolve_data(cfg.data)
@@ -210,7 +229,7 @@ def train(
     log = Logger(run_dir)
     if resume:
         run.load(run_dir)
-    G, D, rng, count = run.G, run.D, run.rng, run.count
+    G, D, count = run.G, run.D, run.count
     snapshots = Snapshots(cfg, source, run_dir)
 
     total_images = math.ceil(t.kimg * 1000)
@@ -230,19 +249,8 @@ def train(
             factor = lr_factor(t.lr_schedule, count.images_seen / total_images)
             set_lr(run.opt_G, t.lr_g * factor)
             set_lr(run.opt_D, t.lr_d * factor)
-            # Update D (n_dis steps).
-            for i in range(t.n_dis):
-                real, y_real = source.sample(t.batch_size, rng)
-                z = torch.randn(t.batch_size, z_dim, generator=rng)
-                y_fake = source.sample_labels(t.batch_size, rng)
-                regularize = (count.step * t.n_dis + i) % cfg.loss.reg_every == 0
-                loss_D = d_step(G, D, objective, cfg.loss, real, z, run.opt_D, rng, regularize,
-                                y_real=y_real, y_fake=y_fake, augment=augment)  # fmt: skip
-            # Update G.
-            z = torch.randn(t.batch_size, z_dim, generator=rng)
-            y_fake = source.sample_labels(t.batch_size, rng)
-            loss_G = g_step(G, D, objective, real, z, run.opt_G, y_real=y_real, y_fake=y_fake,
-                            augment=augment, ortho_reg=cfg.loss.ortho_reg)  # fmt: skip
+            # Update D (n_dis steps), then G.
+            loss_D, loss_G = iteration(cfg, run, source, objective, augment)
             # Update G_ema (a copy of G during the warm-up).
             warm = count.images_seen < t.ema_warmup_kimg * 1000
             update_ema(run.G_ema, G, 0.0 if warm else t.ema_beta)
