@@ -32,34 +32,43 @@ MNIST = SHARED / "mnist.npz"
 IMAGE_PRESETS = ["mnist-dcgan", "mnist-biggan", "cifar10-sngan", "cifar10-biggan", "folder-dcgan"]
 
 
+def bench_source(cfg):
+    """MNIST for MNIST presets when it is here; else random uint8 images of the preset's shape
+    and class count (speed does not depend on pixel values). Returns (source, description)."""
+    import torch
+
+    from minmax.data.images import ImageDataset
+    from minmax.data.sources import ImageSource, resolve_data
+
+    if "mnist" in cfg.preset and MNIST.is_file():
+        cfg.data.name = str(MNIST)
+        return resolve_data(cfg.data), "MNIST"
+    side = cfg.data.resolution or (28 if "mnist" in cfg.preset else 32)
+    channels = 1 if "mnist" in cfg.preset else 3
+    gen = torch.Generator().manual_seed(0)
+    shape = (5000, channels, side, side)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, 10, (5000,), generator=gen)
+    names = [str(i) for i in range(10)]
+    source = ImageSource(ImageDataset(images, labels, 10, "random", names))
+    return source, f"random {channels}x{side}x{side}"
+
+
 def time_preset(preset: str, steps: int, warmup: int, threads: int) -> dict:
     """Images/s of the loop's iteration for ``preset`` (runs in the child process)."""
     import torch
 
     from minmax.augment import DiffAugment
     from minmax.config import resolve
-    from minmax.data.images import ImageDataset
-    from minmax.data.sources import ImageSource, resolve_data
     from minmax.objectives import get_objective
     from minmax.train.loop import build_run, iteration
 
     torch.set_num_threads(threads)
     cfg = resolve(preset)
-    if "mnist" in preset:
-        cfg.data.name = str(MNIST)
-        source = resolve_data(cfg.data)
-        data = "MNIST"
-    else:  # no CIFAR-10 / folder here: random pixels of the same shape and class count
-        side = cfg.data.resolution or 32
-        gen = torch.Generator().manual_seed(0)
-        images = torch.randint(0, 256, (5000, 3, side, side), dtype=torch.uint8, generator=gen)
-        labels = torch.randint(0, 10, (5000,), generator=gen)
-        names = [str(i) for i in range(10)]
-        source = ImageSource(ImageDataset(images, labels, 10, "random", names))
-        data = f"random 3x{side}x{side}"
+    source, data = bench_source(cfg)
     t, objective = cfg.train, get_objective(cfg.loss.objective)
     run = build_run(cfg, source)
-    augment = DiffAugment(cfg.augment.policy, run.rng)
+    augment = DiffAugment(cfg.augment.policy, run.local_rng)
     for _ in range(warmup + steps):
         if run.count.step == warmup:
             start = time.perf_counter()

@@ -24,6 +24,9 @@ EXAMPLES = """examples:
   minmax sample runs/00001-mnist-dcgan --n 10000 --out x.npz
   minmax interpolate runs/00001-mnist-dcgan --out walk.gif
   minmax theory                                  # check the founding text's claims
+  minmax calibrate runs/00000-ring               # fit D ~ log P/Q_G beside the run
+  minmax sample runs/00000-ring --correct drs --out drs.png
+  minmax diagnose runs/00000-ring                # what G under-covers (largest D)
 """
 
 
@@ -75,6 +78,27 @@ def _parser() -> argparse.ArgumentParser:
         "--class", dest="class_index", type=int, help="class-conditional: one class"
     )
     sample.add_argument("--truncation", type=float, help="redraw |z| entries above this")
+    sample.add_argument(
+        "--correct", choices=["drs", "mh", "sir"], help="reweight by D: run 'calibrate' first"
+    )
+    sample.add_argument("--accept-target", type=float, help="drs: in (0, 1]; default γ = 0")
+    sample.add_argument("--chain-length", type=int, default=50, help="mh: proposals per sample")
+    sample.add_argument("--pool-factor", type=int, default=10, help="sir: pool size per sample")
+
+    cal = sub.add_parser("calibrate", help="fine-tune a copy of D on V_D: D ~ log P/Q_G")
+    cal.add_argument("run_dir", metavar="RUN_DIR")
+    cal.add_argument("--kimg", type=float, default=100.0, help="budget: real samples (1000s)")
+    cal.add_argument("--lr", type=float, help="Adam step size (default: the run's train.lr_d)")
+    cal.add_argument("--batch-size", type=int, help="default: the run's train.batch_size")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--network", default="G_ema", choices=["G_ema", "G"])
+    cal.add_argument("--n-eval", type=int, default=10_000, help="held-out samples of P and Q")
+
+    diag = sub.add_parser("diagnose", help="which real samples, classes, modes G under-covers")
+    diag.add_argument("run_dir", metavar="RUN_DIR")
+    diag.add_argument("--out", help="folder for the PNG and diagnose.json (RUN_DIR/diagnose)")
+    diag.add_argument("--n", type=int, default=5000, help="held-out real samples to rank")
+    diag.add_argument("--seed", type=int, default=0)
 
     walk = sub.add_parser("interpolate", help="a latent walk as an image strip and a GIF/WebP")
     walk.add_argument("run_dir", metavar="RUN_DIR")
@@ -164,31 +188,64 @@ def _train(args: argparse.Namespace) -> int:
             f"'{cfg.data.name}' holds {n_data} images, fewer than train.batch_size="
             f"{cfg.train.batch_size}: add images or lower train.batch_size"
         )
-    if args.resume:
-        from minmax.train.checkpoint import find_checkpoint
+    # Under torchrun, rank 0 picks and checks the run folder and tells the others.
+    from minmax.train import distributed
 
-        find_checkpoint(run_dir)
-    else:
-        run_dir = Path(args.out) if args.out else _next_run_dir(Path("runs"), cfg.preset)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UsageError(
-                f"run folder '{run_dir}' already exists: continue it with --resume {run_dir}, "
-                "or choose another --out"
-            )
+    d = distributed.setup(cfg.train.device, cfg.train.dist_timeout_s)
+    answer = ""
+    if d.is_main:
+        try:
+            run_dir = _choose_run_dir(args, cfg.preset)
+            answer = f"ok:{run_dir}"
+        except UsageError as err:
+            answer = f"error:{err}"
+    answer = distributed.broadcast_text(d, answer)
+    kind, _, text = answer.partition(":")
+    if kind == "error":
+        distributed.teardown(d)
+        raise UsageError(text)
+    run_dir = Path(text)
 
     from minmax.train.loop import train
 
-    print(f"run folder: {run_dir}", file=sys.stderr)
+    if d.is_main:
+        print(f"run folder: {run_dir}", file=sys.stderr)
     try:
         summary = train(
             cfg, run_dir, resume=bool(args.resume), progress=not args.quiet, source=source
         )
     except BaseException:
-        if not args.resume and not (run_dir / "checkpoint").exists():
+        if d.is_main and not args.resume and not _has_checkpoint(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
         raise
-    _print_summary(summary)
+    if d.is_main:
+        _print_summary(summary)
     return 0
+
+
+def _choose_run_dir(args: argparse.Namespace, preset: str) -> Path:
+    if args.resume:
+        from minmax.train.checkpoint import find_checkpoint
+
+        find_checkpoint(Path(args.resume))
+        return Path(args.resume)
+    run_dir = Path(args.out) if args.out else _next_run_dir(Path("runs"), preset)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(
+            f"run folder '{run_dir}' already exists: continue it with --resume {run_dir}, "
+            "or choose another --out"
+        )
+    return run_dir
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    from minmax.train.checkpoint import find_checkpoint
+
+    try:
+        find_checkpoint(run_dir)
+    except UsageError:
+        return False
+    return True
 
 
 def _print_summary(summary: dict) -> None:
@@ -214,10 +271,55 @@ def _print_summary(summary: dict) -> None:
 def _sample(args: argparse.Namespace) -> int:
     from minmax.sample import generate, load_generator, save_samples
 
+    if args.correct or args.accept_target is not None:
+        return _sample_corrected(args)
     G = load_generator(args.run_dir, args.network)
     x, y = generate(G, args.n, args.seed, class_index=args.class_index, truncation=args.truncation)
     out = save_samples(x, args.out, y)
     print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def _sample_corrected(args: argparse.Namespace) -> int:
+    from minmax.ratio import sample_corrected
+    from minmax.sample import save_samples
+
+    if not args.correct:
+        raise UsageError("--accept-target tunes a correction: add --correct drs")
+    if args.truncation is not None:
+        raise UsageError("--truncation changes the proposal D was calibrated on: drop one")
+    x, y, stats = sample_corrected(
+        args.run_dir, args.correct, args.n, args.seed, network=args.network,
+        class_index=args.class_index, accept_target=args.accept_target,
+        chain_length=args.chain_length, pool_factor=args.pool_factor,
+    )  # fmt: skip
+    out = save_samples(x, args.out, y)
+    print(stats.line())
+    print(f"wrote {len(x)} samples to {out}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from minmax.ratio import CalibrationConfig, calibrate
+
+    config = CalibrationConfig(
+        kimg=args.kimg,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        network=args.network,
+        n_eval=args.n_eval,
+    )
+    result = calibrate(args.run_dir, config)
+    print(result.table())
+    print(f"wrote {Path(args.run_dir) / 'calibrated'}/ (D.safetensors, calibration.json)")
+    return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from minmax.ratio import diagnose
+
+    print(diagnose(args.run_dir, args.out, args.n, args.seed).table())
     return 0
 
 
@@ -314,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": _evaluate,
             "features": _features,
             "theory": _theory,
+            "calibrate": _calibrate,
+            "diagnose": _diagnose,
         }[args.command](args)
     except UsageError as err:
         print(f"minmax: error: {err}", file=sys.stderr)

@@ -33,6 +33,8 @@ class DataConfig:
     resolution: int = 0  # image side in pixels; 0 = the dataset's own
     channels: int = 0  # 1 (grayscale) or 3 (RGB); 0 = the dataset's own
     labels: bool = True  # folder datasets: class labels from sub-folder names
+    # folders: skip files that cannot be decoded (counted and warned) instead of stopping
+    skip_bad: bool = False
 
 
 @dataclass
@@ -72,6 +74,9 @@ class AugmentConfig:
 
 
 LR_SCHEDULES = ["constant", "cosine", "linear"]
+DEVICES = ["auto", "cpu", "cuda"]
+PRECISIONS = ["fp32", "bf16"]
+ADAM_IMPLS = ["fused", "foreach", "loop"]
 
 
 @dataclass
@@ -91,7 +96,17 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads, 0 = torch's default
     log_every_steps: int = 200
     checkpoint_every_kimg: float = 500.0
+    keep_checkpoints: int = 3  # newest checkpoints kept (plus the best-scoring one), >= 1
     grid_every_kimg: float = 0.0  # fixed-noise sample grid PNG every N kimg (images), 0 = end only
+    # speed and scale (docs/scaling.md); batch_size is the global batch, summed over ranks
+    device: str = "auto"  # auto (this rank's GPU if any, else CPU) | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 autocast (slower for the presets: docs/scaling.md)
+    compile: bool = False  # torch.compile G, D (not with spectral norm; R1/R2/GP steps eager)
+    channels_last: bool = False  # NHWC memory format for image models (GPU tensor cores)
+    adam: str = "fused"  # fused | foreach | loop: Adam's implementation, same maths
+    accum_steps: int = 1  # micro-batches per optimizer step (gradient accumulation)
+    sync_bn: bool = True  # batch-norm statistics over all ranks (model independent of ranks)
+    dist_timeout_s: float = 1800.0  # a collective waiting longer than this fails the run
 
 
 @dataclass
@@ -240,6 +255,7 @@ def validate(cfg: Config) -> Config:
         "train.log_every_steps": t.log_every_steps,
         "loss.reg_every": lo.reg_every,
         "train.checkpoint_every_kimg": t.checkpoint_every_kimg,
+        "train.keep_checkpoints": t.keep_checkpoints,
         "model.z_dim": m.z_dim,
         "model.g_width": m.g_width,
         "model.d_width": m.d_width,
@@ -268,6 +284,17 @@ def validate(cfg: Config) -> Config:
     }.items():
         if not 0 <= value < 1:
             raise UsageError(f"'{key}' must be in [0, 1), got {value}")
+    if t.accum_steps < 1:
+        raise UsageError(f"'train.accum_steps' must be 1 or more, got {t.accum_steps}")
+    if not t.dist_timeout_s > 0:
+        raise UsageError(f"'train.dist_timeout_s' must be positive, got {t.dist_timeout_s}")
+    for key, value, allowed in [
+        ("train.device", t.device, DEVICES),
+        ("train.precision", t.precision, PRECISIONS),
+        ("train.adam", t.adam, ADAM_IMPLS),
+    ]:
+        if value not in allowed:
+            raise UsageError(f"unknown {key} '{value}': {did_you_mean(value, allowed)}")
     if t.lr_schedule not in LR_SCHEDULES:
         hint = did_you_mean(t.lr_schedule, LR_SCHEDULES)
         raise UsageError(f"unknown train.lr_schedule '{t.lr_schedule}': {hint}")

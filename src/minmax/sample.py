@@ -65,8 +65,9 @@ def generate(
     rng = torch.Generator().manual_seed(seed)
     z = truncated_normal(n, G.z_dim, truncation, rng)
     y = _labels(G, n, class_index, rng)
+    device = next(G.parameters(), torch.empty(0)).device
     blocks = [
-        G(zb, None if y is None else y[i : i + batch])
+        G(zb.to(device), None if y is None else y[i : i + batch].to(device)).cpu()
         for i, zb in zip(range(0, n, batch), z.split(batch), strict=True)
     ]
     return torch.cat(blocks), y

@@ -1,14 +1,18 @@
+import json
+
 import pytest
 import torch
 from torch import nn
 
 from minmax.errors import UsageError
 from minmax.train.checkpoint import (
+    best_checkpoint,
     find_checkpoint,
     load_module,
     load_training,
     read_spec,
     save_checkpoint,
+    verify_checkpoint,
 )
 
 
@@ -21,14 +25,25 @@ def _setup(seed: int):
     return net, opt
 
 
+def _save(run_dir, net, opt, images_seen: int, **kwargs):
+    state = {"step": images_seen // 64, "images_seen": images_seen}
+    return save_checkpoint(run_dir, {"G": net}, {}, {"G": opt}, {}, state, **kwargs)
+
+
+def _names(run_dir):
+    return sorted(p.name for p in (run_dir / "checkpoint").iterdir())
+
+
 def test_round_trip_restores_modules_optimizers_and_rng(tmp_path):
     net, opt = _setup(0)
     rng = torch.Generator().manual_seed(5)
     torch.randn(3, generator=rng)
+    state = {"step": 7, "images_seen": 448}
     save_checkpoint(
-        tmp_path, {"G": net}, {"arch": "x"}, {"G": opt}, {"loop": rng.get_state()}, {"step": 7}
+        tmp_path, {"G": net}, {"arch": "x"}, {"G": opt}, {"loop": rng.get_state()}, state
     )
     folder = find_checkpoint(tmp_path)
+    assert folder == tmp_path / "checkpoint" / "ckpt-000000000448"
     assert read_spec(folder) == {"arch": "x"}
     net2, opt2 = _setup(1)
     load_module(folder, "G", net2)
@@ -46,28 +61,80 @@ def test_round_trip_restores_modules_optimizers_and_rng(tmp_path):
     assert torch.equal(torch.randn(4, generator=rng), torch.randn(4, generator=rng2))
 
 
-def test_a_second_save_replaces_the_first_and_leaves_no_temporaries(tmp_path):
+def test_the_manifest_lists_every_file_with_its_size_and_sha256(tmp_path):
+    net, opt = _setup(0)
+    folder = _save(tmp_path, net, opt, 64)
+    files = json.loads((folder / "manifest.json").read_text())["files"]
+    assert set(files) == {p.name for p in folder.iterdir()} - {"manifest.json"}
+    assert files["G.safetensors"]["bytes"] == (folder / "G.safetensors").stat().st_size
+    assert len(files["G.safetensors"]["sha256"]) == 64
+    assert verify_checkpoint(folder) is None
+
+
+def test_the_newest_keep_checkpoints_are_kept_and_the_best_one(tmp_path):
+    net, opt = _setup(0)
+    scores = {64: 5.0, 128: 1.0, 192: 3.0, 256: float("nan"), 320: None, 384: 2.0}
+    for images_seen, score in scores.items():
+        _save(tmp_path, net, opt, images_seen, keep=2, score=score)
+    assert _names(tmp_path) == [
+        "best.json",
+        "ckpt-000000000128",  # the best (lowest score; NaN never counts)
+        "ckpt-000000000320",
+        "ckpt-000000000384",
+    ]
+    assert best_checkpoint(tmp_path).name == "ckpt-000000000128"
+    assert find_checkpoint(tmp_path).name == "ckpt-000000000384"
+    assert best_checkpoint(tmp_path / "elsewhere") is None
+    with pytest.raises(UsageError, match="keep_checkpoints"):
+        _save(tmp_path, net, opt, 448, keep=0)
+
+
+def test_saving_the_same_images_seen_again_replaces_it_and_leaves_no_temporaries(tmp_path):
     net, opt = _setup(0)
     for step in (1, 2):
-        save_checkpoint(tmp_path, {"G": net}, {}, {"G": opt}, {}, {"step": step})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+        state = {"step": step, "images_seen": 64}
+        save_checkpoint(tmp_path, {"G": net}, {}, {"G": opt}, {}, state)
+    assert _names(tmp_path) == ["ckpt-000000000064"]
     state, _ = load_training(find_checkpoint(tmp_path), {"G": opt})
     assert state["step"] == 2
 
 
-def test_an_interrupted_swap_falls_back_to_the_old_checkpoint(tmp_path):
+def test_a_swap_cut_short_falls_back_to_the_old_folder(tmp_path):
     net, opt = _setup(0)
-    save_checkpoint(tmp_path, {"G": net}, {}, {"G": opt}, {}, {"step": 1})
-    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # crash mid-swap
-    (tmp_path / "checkpoint.tmp").mkdir()  # a half-written new one, never used
-    assert find_checkpoint(tmp_path).name == "checkpoint.old"
+    folder = _save(tmp_path, net, opt, 64)
+    folder.rename(folder.with_name(folder.name + ".old"))  # killed between the two renames
+    (folder.with_name(folder.name + ".tmp")).mkdir()
+    assert find_checkpoint(tmp_path).name == "ckpt-000000000064.old"
+    _save(tmp_path, net, opt, 128)  # the next save tidies both up
+    assert _names(tmp_path) == ["ckpt-000000000064.old", "ckpt-000000000128"]
+    _save(tmp_path, net, opt, 128)
+    _save(tmp_path, net, opt, 192, keep=1)
+    assert _names(tmp_path) == ["ckpt-000000000192"]
+
+
+def test_runs_in_the_previous_layout_are_still_read(tmp_path):
+    net, opt = _setup(0)
+    legacy = tmp_path / "checkpoint"
+    _save(tmp_path, net, opt, 64).rename(tmp_path / "moved")
+    legacy.rmdir()
+    (tmp_path / "moved").rename(legacy)  # RUN_DIR/checkpoint/{state.json, ...}
+    (legacy / "manifest.json").unlink()
+    assert find_checkpoint(tmp_path) == legacy
+    _save(tmp_path, net, opt, 128)  # a resumed old run: new checkpoints go beside the old
+    assert find_checkpoint(tmp_path).name == "ckpt-000000000128"
+
+
+def test_the_checkpoint_folder_itself_can_be_given(tmp_path):
+    net, opt = _setup(0)
+    _save(tmp_path, net, opt, 64)
+    assert find_checkpoint(tmp_path / "checkpoint").name == "ckpt-000000000064"
 
 
 def test_missing_or_mismatched_checkpoints_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="no checkpoint"):
         find_checkpoint(tmp_path)
     net, opt = _setup(0)
-    save_checkpoint(tmp_path, {"G": net}, {}, {"G": opt}, {}, {"step": 1})
+    _save(tmp_path, net, opt, 64)
     other = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
     with pytest.raises(UsageError, match="does not match"):
         load_module(find_checkpoint(tmp_path), "G", other)

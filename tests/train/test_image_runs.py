@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from minmax.cli import main
 from minmax.config import resolve
+from minmax.train.checkpoint import find_checkpoint
 from minmax.train.loop import train
 
 TINY = [
@@ -48,7 +49,7 @@ def test_image_run_writes_grids_samples_and_checkpoint(tmp_path, digits):
     assert grids == ["kimg000000.160.png", "kimg000000.304.png"]  # first batch past 150, 300
     with Image.open(run / "samples.png") as im:
         assert im.mode == "L" and im.size[0] > 28 * 7
-    spec = json.loads((run / "checkpoint" / "networks.json").read_text())
+    spec = json.loads((find_checkpoint(run) / "networks.json").read_text())
     assert spec["arch"] == "dcgan" and spec["G"]["resolution"] == 28
     kinds = [json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert "train" in kinds and kinds[-1] == "final"
@@ -68,8 +69,8 @@ def test_conditional_augmented_run_resumes_bit_identically(tmp_path, digits):
     train(cfg(digits, "train.kimg=0.24", *extra), pieces, progress=False)
     train(cfg(digits, "train.kimg=0.48", *extra), pieces, resume=True, progress=False)
     for name in ("G", "D", "G_ema"):
-        a = load_file(str(straight / "checkpoint" / f"{name}.safetensors"))
-        b = load_file(str(pieces / "checkpoint" / f"{name}.safetensors"))
+        a = load_file(str(find_checkpoint(straight) / f"{name}.safetensors"))
+        b = load_file(str(find_checkpoint(pieces) / f"{name}.safetensors"))
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)

@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from minmax.config import resolve
+from minmax.train.checkpoint import find_checkpoint
 from minmax.train.loop import lr_factor, train
 
 TINY = [
@@ -44,14 +45,20 @@ def test_a_run_writes_everything_it_promises(tmp_path):
         "metrics.jsonl",
         "samples.png",
         "discriminator.png",
-        "checkpoint/networks.json",
-        "checkpoint/G.safetensors",
-        "checkpoint/G_ema.safetensors",
-        "checkpoint/D.safetensors",
-        "checkpoint/training.safetensors",
-        "checkpoint/state.json",
     ]:
         assert (run / name).is_file(), name
+    folder = find_checkpoint(run)
+    assert folder.name == "ckpt-000000001536"  # the images seen
+    for name in [
+        "networks.json",
+        "G.safetensors",
+        "G_ema.safetensors",
+        "D.safetensors",
+        "training.safetensors",
+        "state.json",
+        "manifest.json",
+    ]:
+        assert (folder / name).is_file(), name
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["kind"] for x in lines].count("final") == 1
     train_lines = [x for x in lines if x["kind"] == "train"]
@@ -61,7 +68,8 @@ def test_a_run_writes_everything_it_promises(tmp_path):
 
 
 def _tensors(run):
-    return {n: load_file(str(run / "checkpoint" / f"{n}.safetensors")) for n in ("G", "D", "G_ema")}
+    folder = find_checkpoint(run)
+    return {n: load_file(str(folder / f"{n}.safetensors")) for n in ("G", "D", "G_ema")}
 
 
 def test_resume_continues_bit_identically(tmp_path):
@@ -74,10 +82,10 @@ def test_resume_continues_bit_identically(tmp_path):
     for net in a:
         for key in a[net]:
             assert torch.equal(a[net][key], b[net][key]), (net, key)
-    state = json.loads((pieces / "checkpoint" / "state.json").read_text())
+    state = json.loads((find_checkpoint(pieces) / "state.json").read_text())
     assert (
         state["images_seen"]
-        == json.loads((straight / "checkpoint" / "state.json").read_text())["images_seen"]
+        == json.loads((find_checkpoint(straight) / "state.json").read_text())["images_seen"]
     )
 
 
@@ -103,7 +111,7 @@ def test_wall_time_cap_stops_cleanly_with_a_checkpoint(tmp_path):
     )
     assert summary["stopped_by"] == "max_minutes"
     assert summary["kimg"] < 1000
-    assert (tmp_path / "r" / "checkpoint" / "state.json").is_file()
+    assert (find_checkpoint(tmp_path / "r") / "state.json").is_file()
     assert (tmp_path / "r" / "metrics.jsonl").is_file()
 
 
@@ -133,3 +141,17 @@ def test_every_toy_density_runs_through_the_report(tmp_path, name):
     )
     assert (tmp_path / "r" / "discriminator.png").stat().st_size > 0
     assert ("modes_captured" in summary) == (name != "checkerboard")
+
+
+def test_resuming_with_another_model_or_dataset_is_refused(tmp_path):
+    from minmax.errors import UsageError
+
+    run = tmp_path / "r"
+    train(tiny("train.kimg=0.2"), run, progress=False)
+    with pytest.raises(UsageError, match="model.g_width"):
+        train(tiny("train.kimg=0.4", "model.g_width=32"), run, resume=True, progress=False)
+    with pytest.raises(UsageError, match="data"):
+        train(tiny("train.kimg=0.4", "data.name=grid"), run, resume=True, progress=False)
+    # How it runs may change: more kimg, another Adam kernel, accumulation.
+    train(tiny("train.kimg=0.4", "train.adam=foreach", "train.accum_steps=2"), run, resume=True,
+          progress=False)  # fmt: skip

@@ -122,8 +122,14 @@ def _read_folder(folder: Path, names: list[str]) -> dict[str, tuple[np.ndarray, 
     for name in names:
         path = folder / name
         if path.is_file():
-            with open(path, "rb") as file:
-                batches[name] = read_batch(file, str(path))
+            try:
+                with open(path, "rb") as file:
+                    batches[name] = read_batch(file, str(path))
+            except OSError as error:
+                raise UsageError(
+                    f"could not read '{path}' ({_one_line(error)}): make it readable, or "
+                    f"delete it and download {ARCHIVE} again"
+                ) from None
     return batches
 
 

@@ -47,13 +47,17 @@ __all__ = [
 
 @dataclass(repr=False)
 class ImageDataset:
-    """uint8 images (N, C, H, W), C in {1, 3}, with int64 labels (N,) or None."""
+    """uint8 images (N, C, H, W), C in {1, 3}, with int64 labels (N,) or None.
+
+    ``skipped`` counts the files left out as unreadable (a folder loaded with skip_bad).
+    """
 
     images: Tensor
     labels: Tensor | None
     n_classes: int
     name: str
     class_names: list[str] = field(default_factory=list)
+    skipped: int = 0
 
     def __post_init__(self) -> None:
         images = self.images
@@ -82,9 +86,10 @@ class ImageDataset:
         return self.images.shape[0]
 
     def __repr__(self) -> str:
+        skipped = f", skipped={self.skipped}" if self.skipped else ""
         return (
             f"ImageDataset('{self.name}', n={len(self)}, shape={self.shape}, "
-            f"n_classes={self.n_classes})"
+            f"n_classes={self.n_classes}{skipped})"
         )
 
     def sample(self, n: int, rng: torch.Generator) -> tuple[Tensor, Tensor | None]:
@@ -192,17 +197,21 @@ def load_images(
     channels: int = 0,
     download: bool = True,
     labels: bool = True,
+    skip_bad: bool = False,
 ) -> ImageDataset:
     """A named dataset, a folder of images or an .npz of uint8 images, in memory.
 
     ``root`` holds the named datasets' files (and downloads, and the folder decode cache);
     None means ``default_root()``. ``resolution`` 0 keeps the size; ``channels`` 0 keeps the
     channels, 1 converts to grayscale, 3 to RGB. ``labels=False`` drops class labels.
-    A folder or an .npz has no test split unless the .npz holds ``x_test``.
+    A folder or an .npz has no test split unless the .npz holds ``x_test``. ``skip_bad``
+    leaves a folder's unreadable files out (counted in ``.skipped``, and warned) instead of
+    stopping; the other sources are single files, which are read whole or not at all.
     """
     _check_options(split, resolution, channels)
     root_path = Path(root).expanduser() if root else default_root()
     path = Path(name).expanduser()
+    skipped = 0
     if name in ("mnist", "fashion-mnist"):
         arrays = mnist.load_mnist(name, root_path, split, download)
     elif name == "cifar10":
@@ -213,13 +222,18 @@ def load_images(
                 f"image folder '{path}' has no '{split}' split: give the folder of "
                 f"{split} images as data.name with data.split=train"
             )
-        arrays = folder.load_folder(path, root_path, resolution, channels, labels)
+        *arrays, bad_files = folder.load_folder(
+            path, root_path, resolution, channels, labels, skip_bad
+        )
+        skipped = len(bad_files)
     elif path.is_file() and path.suffix.lower() == ".npz":
         arrays = npz_images.load_npz_images(path, split)
     else:
         raise _not_a_dataset(name)
     dataset_name = name if name in IMAGE_DATASETS else str(path)
-    return _dataset(dataset_name, arrays, resolution, channels, labels)
+    dataset = _dataset(dataset_name, tuple(arrays), resolution, channels, labels)
+    dataset.skipped = skipped
+    return dataset
 
 
 def is_image_dataset(name: str) -> bool:

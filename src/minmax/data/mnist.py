@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from minmax.data.download import DownloadError, Remote, download_all
+from minmax.data.npz_images import UNREADABLE
 from minmax.errors import UsageError
 
 MIRRORS = {
@@ -131,6 +132,16 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _check(images: np.ndarray, labels: np.ndarray, where: str, fix: str) -> None:
+    """Non-empty images and one label 0..9 per image: what a damaged file gets wrong."""
+    if 0 in images.shape:
+        raise UsageError(f"{where} holds no images (shape {images.shape}): {fix}")
+    if labels.min() < 0 or labels.max() >= 10:
+        raise UsageError(
+            f"{where} holds labels outside 0..9 ({labels.min()}..{labels.max()}): {fix}"
+        )
+
+
 def _from_idx(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     images, labels = read_idx(images_path, 3), read_idx(labels_path, 1)
     if len(images) != len(labels):
@@ -138,6 +149,8 @@ def _from_idx(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndar
             f"'{images_path}' holds {len(images)} images but '{labels_path}' {len(labels)} "
             "labels: the two files are from different splits or damaged; download them again"
         )
+    where = f"'{images_path}' with '{labels_path}'"
+    _check(images, labels, where, "they are damaged; delete them and download them again")
     return images[:, None], labels.astype(np.int64)
 
 
@@ -146,16 +159,23 @@ def _from_keras(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             images, labels = (archive[key] for key in keys)
-    except (ValueError, OSError, EOFError, KeyError) as error:
+    except (*UNREADABLE, KeyError) as error:
         raise UsageError(
             f"could not read '{path}' as a Keras-layout MNIST file with arrays "
             f"{', '.join(keys)} ({_one_line(error)}): replace it with the official files"
         ) from None
-    if images.dtype != np.uint8 or images.ndim != 3 or labels.shape != (len(images),):
+    if (
+        images.dtype != np.uint8
+        or images.ndim != 3
+        or labels.dtype.kind not in "iu"
+        or labels.shape != (len(images),)
+    ):
         raise UsageError(
             f"'{path}' holds {keys[0]} {images.dtype} {images.shape} and {keys[1]} "
-            f"{labels.shape}: expected uint8 (N, 28, 28) images and N labels"
+            f"{labels.dtype} {labels.shape}: expected uint8 (N, 28, 28) images and N integer "
+            "labels"
         )
+    _check(images, labels, f"'{path}'", "replace it with the official files")
     return images[:, None], labels.astype(np.int64)
 
 

@@ -3,11 +3,16 @@
 Keys: images under ``x`` or ``images`` (or ``x_train``, or the only array), labels under
 ``y`` or ``labels`` (or ``y_train``). ``x_test`` / ``y_test`` are the test split, so a
 Keras-layout file such as ``mnist.npz`` works as is. Always ``allow_pickle=False``.
+
+A damaged file fails in many ways (zipfile, zlib and numpy each raise their own types, for
+truncation, flipped bytes, unsupported zip features or a header claiming a huge array):
+every one of them becomes a UsageError naming the file.
 """
 
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,19 @@ from minmax.errors import UsageError
 
 IMAGE_KEYS = {"train": ("x", "images", "x_train"), "test": ("x_test",)}
 LABEL_KEYS = {"train": ("y", "labels", "y_train"), "test": ("y_test",)}
+# What reading a damaged .npz raises; RuntimeError is zipfile's "encrypted" and
+# NotImplementedError its "unsupported compression / zip version".
+UNREADABLE = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    MemoryError,
+)
+MAX_CLASSES = 65536  # a label above this is a damaged file, not a class (ImageNet-21k: 21841)
 
 
 def _one_line(error: Exception) -> str:
@@ -53,7 +71,7 @@ def holds_images(path: Path) -> bool:
     """Whether the .npz's training images are uint8 of rank 3 or 4 (an N x d table is not)."""
     try:
         headers = _headers(path)
-    except (OSError, ValueError, zipfile.BadZipFile):
+    except UNREADABLE:
         return False
     key = _image_key(sorted(headers), "train")
     if key is None:
@@ -80,7 +98,7 @@ def _to_nchw(images: np.ndarray, path: Path, key: str) -> np.ndarray:
             f"images '{key}' in '{path}' have shape {images.shape}, not (N, H, W) or "
             f"(N, H, W, C) with C in {{1, 3}}: {hint}"
         )
-    if images.shape[0] == 0:
+    if 0 in images.shape:
         raise UsageError(f"images '{key}' in '{path}' are empty (shape {images.shape}): add images")
     return images.transpose(0, 3, 1, 2)
 
@@ -93,6 +111,11 @@ def _check_labels(labels: np.ndarray, n: int, path: Path, key: str) -> np.ndarra
         )
     if labels.min() < 0:
         raise UsageError(f"labels '{key}' in '{path}' hold negative values: use classes 0..K-1")
+    if labels.max() >= MAX_CLASSES:
+        raise UsageError(
+            f"labels '{key}' in '{path}' reach {labels.max()}, more than {MAX_CLASSES} classes: "
+            "number the classes 0..K-1"
+        )
     return labels.astype(np.int64)
 
 
@@ -105,7 +128,7 @@ def _read(path: Path, split: str) -> tuple[np.ndarray, np.ndarray | None, str, s
             label_key = next((k for k in LABEL_KEYS[split] if k in names), None)
             images = archive[key] if key else None
             labels = archive[label_key] if key and label_key else None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except UNREADABLE as error:
         raise UsageError(
             f"could not read images file '{path}' ({_one_line(error)}): save it with "
             "np.savez(path, x=images, y=labels) on uint8 images"

@@ -83,6 +83,7 @@ def resolve_data(cfg: DataConfig) -> Source:
             channels=cfg.channels,
             download=cfg.download,
             labels=cfg.labels,
+            skip_bad=cfg.skip_bad,
         )
         return ImageSource(dataset)
     path = Path(cfg.name)

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from minmax.errors import UsageError
 from minmax.models.layers import (
     START_SIDES,
+    BatchNorm2d,
     ClassBatchNorm2d,
     SelfAttention,
     VectorBatchNorm2d,
@@ -122,7 +123,7 @@ class BigGANGenerator(nn.Module):
         self.attention_after = sides.index(attention_res) if attention_res else -1
         if attention_res:
             self.attention = SelfAttention(widths[self.attention_after + 1], spectral_norm)
-        self.out_norm = nn.BatchNorm2d(widths[-1])
+        self.out_norm = BatchNorm2d(widths[-1])
         out = nn.Conv2d(widths[-1], channels, 3, 1, 1)
         self.out = make_layer(out, orthogonal, 1.0, spectral_norm)
 

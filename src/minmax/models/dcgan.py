@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from minmax.errors import UsageError
 from minmax.models.layers import (
     START_SIDES,
+    BatchNorm2d,
     ClassBatchNorm2d,
     check_widths,
     image_shape,
@@ -112,7 +113,7 @@ class DCGANDiscriminator(nn.Module):
             conv = nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1, bias=not norm)
             layers.append(_init(conv, spectral_norm))
             if norm:
-                layers.append(nn.BatchNorm2d(widths[i + 1]))
+                layers.append(BatchNorm2d(widths[i + 1]))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
         self.features = nn.Sequential(*layers)
         n_features = widths[-1] * START_SIDES[resolution] ** 2

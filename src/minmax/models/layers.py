@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
@@ -81,7 +82,47 @@ def need_labels(module: nn.Module, y: Tensor | None) -> None:
 # --- normalisation --------------------------------------------------------------------------
 
 
-class ClassBatchNorm2d(nn.BatchNorm2d):
+class BatchNorm2d(nn.BatchNorm2d):
+    """Batch-norm whose training statistics span every rank's batch under DDP.
+
+    With it, 2 ranks × b images normalise exactly as 1 rank × 2b, so the model does not
+    depend on how many processes train it. torch's SyncBatchNorm is GPU-only and would
+    replace the conditional subclasses below with a plain layer. ``sync = False`` (the
+    ``train.sync_bn`` switch) keeps per-rank statistics; eval mode uses the running ones.
+    """
+
+    sync: bool = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.sync and dist.is_initialized() and dist.get_world_size() > 1:
+            return _synced_batch_norm(self, x)
+        return super().forward(x)
+
+
+def _synced_batch_norm(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
+    """Two-pass mean and variance over all ranks through a differentiable all-reduce, whose
+    backward sums the statistics' gradients across ranks as the single-process graph would."""
+    from torch.distributed.nn.functional import all_reduce
+
+    dims = [0, 2, 3]
+    x32 = x.float()
+    count = x.numel() // x.shape[1] * dist.get_world_size()  # equal batches on every rank
+    mean = all_reduce(x32.sum(dims)) / count
+    centred = x32 - mean[None, :, None, None]
+    var = all_reduce(centred.square().sum(dims)) / count
+    out = centred * torch.rsqrt(var + bn.eps)[None, :, None, None]
+    if bn.affine:
+        out = out * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
+    if bn.track_running_stats:
+        with torch.no_grad():
+            bn.num_batches_tracked += 1
+            m = bn.momentum if bn.momentum is not None else 1 / float(bn.num_batches_tracked)
+            bn.running_mean.lerp_(mean, m)
+            bn.running_var.lerp_(var * count / max(count - 1, 1), m)
+    return out.to(x.dtype)
+
+
+class ClassBatchNorm2d(BatchNorm2d):
     """Batch-norm with a gain and bias per class (de Vries et al. 2017; SNGAN's G):
     out = γ_y · (x − μ)/σ + β_y, with γ initialised to 1 and β to 0.
 
@@ -106,7 +147,7 @@ class ClassBatchNorm2d(nn.BatchNorm2d):
         return torch.addcmul(bias, h, gain)
 
 
-class VectorBatchNorm2d(nn.BatchNorm2d):
+class VectorBatchNorm2d(BatchNorm2d):
     """BigGAN's conditional batch-norm: out = (1 + W_γ c) · (x − μ)/σ + W_β c, where the
     vector c is this block's latent chunk concatenated with the shared class embedding.
     The linear maps are spectrally normalised when G is (as in BigGAN)."""

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from minmax.errors import UsageError
 from minmax.models.layers import (
     START_SIDES,
+    BatchNorm2d,
     ClassBatchNorm2d,
     check_widths,
     image_shape,
@@ -166,7 +167,7 @@ class ResNetGenerator(nn.Module):
             GBlock(a, b, lambda c: ClassBatchNorm2d(c, n_classes), xavier, spectral_norm)
             for a, b in zip(widths[:-1], widths[1:], strict=True)
         )
-        self.out_norm = nn.BatchNorm2d(widths[-1])
+        self.out_norm = BatchNorm2d(widths[-1])
         out = nn.Conv2d(widths[-1], channels, 3, 1, 1)
         self.out = make_layer(out, xavier, 1.0, spectral_norm)
 

@@ -13,7 +13,8 @@ from minmax.data import GaussianMixture
 from minmax.models.mlp import MLPDiscriminator, MLPGenerator
 from minmax.objectives import get_objective, nonsaturating_g, saturating_g, v_d
 from minmax.train.ema import update_ema
-from minmax.train.loop import d_step, g_step, lr_factor, set_lr
+from minmax.train.loop import lr_factor, set_lr
+from minmax.train.steps import Batch, Engine, d_step, g_step
 
 
 def mixture_cdf(p: GaussianMixture, x: Tensor) -> Tensor:
@@ -94,8 +95,10 @@ def train_1d_game(
         real = p.sample(batch, rng)
         z = torch.randn(batch, z_dim, generator=rng)
         regularize = step % loss_cfg.reg_every == 0
-        d_step(G, D, objective, loss_cfg, real, z, opt_D, rng, regularize)
-        g_step(G, D, objective, real, torch.randn(batch, z_dim, generator=rng), opt_G)
+        plain = Engine.plain(G, D)
+        d_step(plain, objective, loss_cfg, [Batch(real, None, z, None)], opt_D, rng, regularize)
+        z = torch.randn(batch, z_dim, generator=rng)
+        g_step(plain, objective, [Batch(real, None, z, None)], opt_G)
         update_ema(G_ema, G, 0.99)
         if step % eval_every == 0:
             record(step)

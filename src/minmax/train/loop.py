@@ -1,126 +1,71 @@
 """The alternating min–max loop: n_dis D steps on V_D (or another objective), one G step.
 
-The loop owns backward() and optimizer steps; objectives and regularizers only return
-tensors. Read ``train`` top to bottom: set up, (resume), loop over phases, finish.
+Read ``train`` top to bottom: set up, (resume), loop over steps, finish. The steps themselves
+(``minmax.train.steps``) own backward() and the optimizer updates; this file decides when
+they run, on which ranks, and what gets logged, checkpointed and reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
+import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from minmax.augment import DiffAugment
-from minmax.config import Config, LossConfig, TrainConfig, to_yaml
+from minmax.config import Config, TrainConfig, to_yaml
 from minmax.data.sources import Source, resolve_data
+from minmax.errors import UsageError
 from minmax.models import build_networks
-from minmax.models.layers import orthogonal_penalty
-from minmax.objectives import Objective, get_objective, gradient_penalty, r1_penalty, r2_penalty
+from minmax.models.layers import BatchNorm2d
+from minmax.objectives import Objective, get_objective
+from minmax.train import distributed
 from minmax.train.checkpoint import (
+    check_fingerprint,
     find_checkpoint,
     load_module,
     load_training,
     save_checkpoint,
 )
+from minmax.train.distributed import Dist
 from minmax.train.ema import update_ema
+from minmax.train.fingerprint import fingerprint
+from minmax.train.lock import RunLock
 from minmax.train.logs import Logger
 from minmax.train.snapshots import Snapshots
+from minmax.train.steps import Engine, Slice, d_step, draw, g_step, new_latents
+
+LOCAL_SEED_OFFSET = 1_000_003  # per-rank streams (augmentation, GP) never share the main one
+STOP_REASONS = [None, "max_minutes", "signal"]  # codes agreed on by all ranks
 
 
 @dataclass
 class Counters:
     step: int = 0  # G steps taken
-    images_seen: int = 0  # real samples shown to D
+    images_seen: int = 0  # real samples shown to D, summed over ranks
 
     @property
     def kimg(self) -> float:
         return self.images_seen / 1000
 
 
-def d_step(
-    G: nn.Module,
-    D: nn.Module,
-    objective: Objective,
-    loss_cfg: LossConfig,
-    real: Tensor,
-    z: Tensor,
-    opt_D: torch.optim.Optimizer,
-    rng: torch.Generator,
-    regularize: bool = True,
-    *,
-    y_real: Tensor | None = None,
-    y_fake: Tensor | None = None,
-    augment: Callable[[Tensor], Tensor] | None = None,
-) -> Tensor:
-    """One D update on (reals, G(z)); returns the objective's value.
-
-    R1/R2 are lazy: added only when ``regularize`` (every ``reg_every``-th D step), weighted
-    by ``reg_every`` so their average strength stays γ. With ``augment`` (DiffAugment) D sees
-    T(x) for reals and fakes alike, penalties included.
-    """
-    T = augment or _identity
-    with torch.no_grad():
-        fake = G(z, y_fake)
-    loss = objective.d_loss(D(T(real), y_real), D(T(fake), y_fake))
-    total = loss
-    weight = loss_cfg.reg_every / 2 if regularize else 0.0
-    if weight and loss_cfg.r1_gamma > 0:
-        r1 = r1_penalty(lambda x: D(T(x), y_real), real)
-        total = total + weight * loss_cfg.r1_gamma * r1
-    if weight and loss_cfg.r2_gamma > 0:
-        r2 = r2_penalty(lambda x: D(T(x), y_fake), fake)
-        total = total + weight * loss_cfg.r2_gamma * r2
-    if objective.needs_gradient_penalty:
-        gp = gradient_penalty(lambda x: D(T(x), y_real), real, fake, generator=rng)
-        total = total + loss_cfg.gp_weight * gp
-    opt_D.zero_grad(set_to_none=True)
-    total.backward()
-    opt_D.step()
-    return loss.detach()
-
-
-def g_step(
-    G: nn.Module,
-    D: nn.Module,
-    objective: Objective,
-    real: Tensor,
-    z: Tensor,
-    opt_G: torch.optim.Optimizer,
-    *,
-    y_real: Tensor | None = None,
-    y_fake: Tensor | None = None,
-    augment: Callable[[Tensor], Tensor] | None = None,
-    ortho_reg: float = 0.0,
-) -> Tensor:
-    """One G update against a fixed D; returns G's loss (without the ortho penalty).
-
-    ``backward(inputs=...)`` accumulates gradients into G's weights only: D's stay untouched
-    and nobody has to toggle ``requires_grad`` back and forth.
-    """
-    T = augment or _identity
-    logits_real = D(T(real), y_real).detach() if objective.g_uses_real else None
-    loss = objective.g_loss(logits_real, D(T(G(z, y_fake)), y_fake))
-    total = loss + ortho_reg * orthogonal_penalty(G) if ortho_reg else loss
-    opt_G.zero_grad(set_to_none=True)
-    total.backward(inputs=[p for group in opt_G.param_groups for p in group["params"]])
-    opt_G.step()
-    return loss.detach()
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
 def make_adam(module: nn.Module, lr: float, t: TrainConfig) -> torch.optim.Adam:
-    """Adam with the fused kernel (one call for all parameters: ~30% faster steps here)."""
-    return torch.optim.Adam(module.parameters(), lr=lr, betas=(t.beta1, t.beta2), fused=True)
+    """Adam; ``fused`` (one kernel for all parameters: ~30% faster steps on CPU here),
+    ``foreach`` (batched ops) or ``loop`` (per parameter) compute the same update."""
+    impl = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
+    return torch.optim.Adam(module.parameters(), lr=lr, betas=(t.beta1, t.beta2), **impl[t.adam])
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
@@ -138,6 +83,77 @@ def lr_factor(schedule: str, progress: float) -> float:
     return 1.0
 
 
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why torch.compile cannot run here, or None when it can."""
+    try:
+        import torch._dynamo  # noqa: F401
+        import torch._inductor  # noqa: F401
+    except Exception as err:  # a broken or partial install
+        return f"torch.compile cannot be imported ({type(err).__name__}: {err})"
+    if not torch._dynamo.is_dynamo_supported():
+        return f"torch.compile does not support Python {sys.version.split()[0]} on {sys.platform}"
+    if device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        return "inductor's CPU backend needs a C++ compiler (g++ or $CXX) and none was found"
+    return None
+
+
+def compiler(enabled: bool, device: torch.device) -> Callable[[nn.Module], nn.Module]:
+    """``torch.compile`` when asked and available; otherwise the module itself, with a note.
+
+    Networks with spectral norm stay eager: its power iteration updates buffers in place
+    during the forward, and the compiled backward then finds a saved tensor changed (seen
+    with torch 2.11 on CUDA and 2.13 on CPU).
+    """
+    if not enabled:
+        return lambda module: module
+    reason = compile_unavailable(device)
+    if reason:
+        print(f"minmax: train.compile=true but {reason}; training runs eager", file=sys.stderr)
+        return lambda module: module
+    torch._dynamo.config.suppress_errors = True  # a graph it rejects runs eager, with a warning
+    told: set[str] = set()
+
+    def compile_unless_sn(module: nn.Module) -> nn.Module:
+        if not any(parametrize.is_parametrized(m) for m in module.modules()):
+            return torch.compile(module)
+        name = type(getattr(module, "module", module)).__name__
+        if name not in told:
+            told.add(name)
+            print(f"minmax: train.compile: {name} uses spectral norm, which torch.compile "
+                  "cannot train yet; it runs eager", file=sys.stderr)  # fmt: skip
+        return module
+
+    return compile_unless_sn
+
+
+def make_engine(G: nn.Module, D: nn.Module, t: TrainConfig, d: Dist) -> Engine:
+    """The callables the steps use: DDP-wrapped where gradients must be all-reduced,
+    compiled where asked, in bf16 autocast when ``train.precision`` says so."""
+    bf16 = t.precision == "bf16"
+    fast = compiler(t.compile, d.device)
+    G_fast, D_fast = fast(G), fast(D)
+    if d.enabled:  # the updated copies all-reduce their gradients
+        G_ddp, D_ddp = distributed.wrap(G, d), distributed.wrap(D, d)
+        G_train, D_train = fast(G_ddp), fast(D_ddp)
+    else:  # one process: compile each network once
+        G_train, D_train, D_ddp = G_fast, D_fast, D
+    return Engine(
+        G=G_fast, D=D_fast, G_train=G_train, D_train=D_train, D_reg=D_ddp,
+        device=d.device, bf16=bf16, channels_last=t.channels_last,
+    )  # fmt: skip
+
+
+def check_batch(t: TrainConfig, d: Dist) -> Slice:
+    """This rank's share of the global batch; the batch must split evenly."""
+    shares = d.world_size * t.accum_steps
+    if t.batch_size % shares:
+        raise UsageError(
+            f"train.batch_size={t.batch_size} does not split over {d.world_size} rank(s) × "
+            f"{t.accum_steps} micro-batch(es): make it a multiple of {shares}"
+        )
+    return Slice.of(t.batch_size, d.rank, d.world_size, t.accum_steps)
+
+
 @dataclass
 class Run:
     """Everything a training step reads or changes: networks, optimizers, RNG and counters."""
@@ -148,8 +164,12 @@ class Run:
     spec: dict
     opt_G: torch.optim.Optimizer
     opt_D: torch.optim.Optimizer
-    rng: torch.Generator
+    rng: torch.Generator  # the shared stream: data, latents, classes (same on every rank)
     count: Counters
+    local_rng: torch.Generator = field(default_factory=torch.Generator)  # this rank's: aug, GP
+    engine: Engine | None = None
+    part: Slice | None = None
+    keep: int = 3  # checkpoints kept (train.keep_checkpoints), besides the best
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
@@ -157,53 +177,117 @@ class Run:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_G, "D": self.opt_D}
 
-    def save(self, run_dir: Path) -> None:
+    def save(
+        self,
+        run_dir: Path,
+        local_states: list[Tensor] | None = None,
+        *,
+        keep: int = 3,
+        score: float | None = None,
+        fingerprint: dict | None = None,
+    ) -> Path:
+        """``local_states``: every rank's local RNG state, in rank order (default: this one's).
+
+        A crash-safe checkpoint (minmax.train.checkpoint): the newest ``keep`` are kept, and
+        the one with the lowest ``score`` (e.g. an FID); ``fingerprint`` is what a resume
+        must match (minmax.train.fingerprint)."""
         c = self.count
-        save_checkpoint(
+        local_states = local_states or [self.local_rng.get_state()]
+        rng = {"loop": self.rng.get_state()}
+        rng.update({f"local/{r}": state for r, state in enumerate(local_states)})
+        return save_checkpoint(
             run_dir,
             self.networks(),
             self.spec,
             self.optimizers(),
-            {"loop": self.rng.get_state()},
+            rng,
             {"step": c.step, "images_seen": c.images_seen, "kimg": c.kimg},
+            keep=keep,
+            score=score,
+            fingerprint=fingerprint,
         )
 
-    def load(self, run_dir: Path) -> None:
+    def load(self, run_dir: Path, rank: int = 0, fingerprint: dict | None = None) -> Path:
+        """Resume from the newest checkpoint that verifies; returns its folder. A rank the
+        checkpoint has no local RNG state for (a run resumed on more ranks than wrote it)
+        keeps its freshly seeded one. With ``fingerprint``, a checkpoint of another config
+        or dataset is refused (UsageError)."""
         folder = find_checkpoint(run_dir)
+        if fingerprint is not None:
+            check_fingerprint(folder, fingerprint)
         for name, module in self.networks().items():
             load_module(folder, name, module)
         state, rng_states = load_training(folder, self.optimizers())
         self.rng.set_state(rng_states["loop"])
+        if f"local/{rank}" in rng_states:
+            self.local_rng.set_state(rng_states[f"local/{rank}"])
         self.count = Counters(state["step"], state["images_seen"])
+        return folder
 
 
-def build_run(cfg: Config, source: Source) -> Run:
-    """Seeded networks, G_ema and optimizers for ``cfg`` on data shaped like ``source``."""
-    t = cfg.train
+def build_run(cfg: Config, source: Source, d: Dist | None = None) -> Run:
+    """Seeded networks, G_ema, optimizers and engine for ``cfg`` on data shaped like ``source``."""
+    t, d = cfg.train, d or Dist()
+    part = check_batch(t, d)
     torch.manual_seed(t.seed)
     G, D, spec = build_networks(cfg.model, source.shape, source.n_classes)
+    for module in (*G.modules(), *D.modules()):
+        if isinstance(module, BatchNorm2d):
+            module.sync = t.sync_bn
+    fmt = torch.channels_last if t.channels_last and len(source.shape) == 3 else None
+    G, D = (m.to(d.device, memory_format=fmt) if fmt else m.to(d.device) for m in (G, D))
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     rng = torch.Generator().manual_seed(t.seed)
-    return Run(G, D, G_ema, spec, make_adam(G, t.lr_g, t), make_adam(D, t.lr_d, t), rng, Counters())
+    local_rng = torch.Generator().manual_seed(t.seed + LOCAL_SEED_OFFSET * (d.rank + 1))
+    opt_G, opt_D = make_adam(G, t.lr_g, t), make_adam(D, t.lr_d, t)
+    engine = make_engine(G, D, t, d)
+    return Run(G, D, G_ema, spec, opt_G, opt_D, rng, Counters(), local_rng, engine, part,
+               t.keep_checkpoints)  # fmt: skip
 
 
 def iteration(
     cfg: Config, run: Run, source: Source, objective: Objective, augment: DiffAugment
 ) -> tuple[Tensor, Tensor]:
     """One round of the game: ``n_dis`` D steps, then one G step; returns their losses."""
-    t, z_dim, G, D, rng = cfg.train, cfg.model.z_dim, run.G, run.D, run.rng
+    t, z_dim, e, rng = cfg.train, cfg.model.z_dim, run.engine, run.rng
     for i in range(t.n_dis):
-        real, y_real = source.sample(t.batch_size, rng)
-        z = torch.randn(t.batch_size, z_dim, generator=rng)
-        y_fake = source.sample_labels(t.batch_size, rng)
+        batches = draw(source, t.batch_size, z_dim, rng, run.part, e)
         regularize = (run.count.step * t.n_dis + i) % cfg.loss.reg_every == 0
-        loss_D = d_step(G, D, objective, cfg.loss, real, z, run.opt_D, rng, regularize,
-                        y_real=y_real, y_fake=y_fake, augment=augment)  # fmt: skip
-    z = torch.randn(t.batch_size, z_dim, generator=rng)
-    y_fake = source.sample_labels(t.batch_size, rng)
-    loss_G = g_step(G, D, objective, real, z, run.opt_G, y_real=y_real, y_fake=y_fake,
-                    augment=augment, ortho_reg=cfg.loss.ortho_reg)  # fmt: skip
+        loss_D = d_step(e, objective, cfg.loss, batches, run.opt_D, run.local_rng, regularize,
+                        augment)  # fmt: skip
+    batches = new_latents(batches, source, t.batch_size, z_dim, rng, run.part, e)
+    loss_G = g_step(e, objective, batches, run.opt_G, augment, cfg.loss.ortho_reg)
     return loss_D, loss_G
+
+
+class StopSignals:
+    """SIGINT/SIGTERM ask for a clean stop (checkpoint, report, exit) at the next step;
+    a second Ctrl-C interrupts at once. Handlers are only installed in the main thread."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if sys.platform != "win32" and _main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def train(
@@ -215,35 +299,62 @@ def train(
 ) -> dict:
     """Train G and D as ``cfg`` says, writing checkpoints, logs and a report to ``run_dir``.
 
-    ``source`` is ``resolve_data(cfg.data)`` when the caller has loaded it already.
+    Under ``torchrun`` every rank calls this; rank 0 alone writes files. ``source`` is
+    ``resolve_data(cfg.data)`` when the caller has loaded it already.
     """
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    d = distributed.setup(cfg.train.device, cfg.train.dist_timeout_s)
+    lock = RunLock(run_dir) if d.is_main else contextlib.nullcontext()  # one run per folder
+    try:
+        with lock, StopSignals() as signals:
+            return _train(cfg, Path(run_dir), resume, progress, source, d, signals)
+    finally:
+        distributed.teardown(d)
+
+
+def _train(
+    cfg: Config,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    source: Source | None,
+    d: Dist,
+    signals: StopSignals,
+) -> dict:
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    check_batch(t, d)
     source = source or resolve_data(cfg.data)
     objective = get_objective(cfg.loss.objective)
-    run = build_run(cfg, source)
-    augment = DiffAugment(cfg.augment.policy, run.rng)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    log = Logger(run_dir)
+    run = build_run(cfg, source, d)
+    augment = DiffAugment(cfg.augment.policy, run.local_rng)
+    fp = fingerprint(cfg, source)
     if resume:
-        run.load(run_dir)
-    G, D, count = run.G, run.D, run.count
-    snapshots = Snapshots(cfg, source, run_dir)
+        run.load(run_dir, d.rank, fp)
+    log, snapshots = None, None
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        log, snapshots = Logger(run_dir), Snapshots(cfg, source, run_dir)
+    G, count = run.G, run.count
 
     total_images = math.ceil(t.kimg * 1000)
     images_per_step = t.n_dis * t.batch_size
     deadline = time.monotonic() + (t.max_minutes * 60 if t.max_minutes else math.inf)
     next_checkpoint = count.images_seen + t.checkpoint_every_kimg * 1000
-    start, sums, n_sums = time.monotonic(), torch.zeros(2), 0
+    start, sums, n_sums = time.monotonic(), torch.zeros(2, device=d.device), 0
+    # fmt: off
     bar = tqdm(total=total_images, initial=count.images_seen, unit="img", mininterval=1.0,
-               unit_scale=True, disable=not progress, dynamic_ncols=True)  # fmt: skip
+               unit_scale=True, disable=not (progress and d.is_main), dynamic_ncols=True)
+    # fmt: on
     stop_reason = "kimg"
     try:
         while count.images_seen < total_images:
-            if time.monotonic() > deadline:
-                stop_reason = "max_minutes"
+            # Stop early? (time cap, SIGINT/SIGTERM on any rank; all ranks agree).
+            wanted = 1 if time.monotonic() > deadline else 2 if signals.received else 0
+            code = distributed.max_over_ranks(d, wanted)
+            if code:
+                stop_reason = STOP_REASONS[code]
                 break
             # Set learning rates.
             factor = lr_factor(t.lr_schedule, count.images_seen / total_images)
@@ -257,32 +368,43 @@ def train(
             count.step += 1
             count.images_seen += images_per_step
             bar.update(images_per_step)
-            # Log (one host read every log_every_steps).
+            # Log (one host read every log_every_steps, losses averaged over ranks).
             sums += torch.stack([loss_D, loss_G])
             n_sums += 1
             if count.step % t.log_every_steps == 0:
-                loss_d, loss_g = (sums / n_sums).tolist()
+                loss_d, loss_g = distributed.mean_over_ranks(d, sums / n_sums).tolist()
                 sums.zero_()
                 n_sums = 0
                 bar.set_postfix(loss_D=f"{loss_d:.3f}", loss_G=f"{loss_g:.3f}")
-                seconds = round(time.monotonic() - start, 3)
-                log.scalars(count, {"loss_D": loss_d, "loss_G": loss_g, "seconds": seconds})
-            # Sample grid and checkpoint.
-            snapshots.maybe(run.G_ema, count, log)
+                if log is not None:
+                    seconds = round(time.monotonic() - start, 3)
+                    log.scalars(count, {"loss_D": loss_d, "loss_G": loss_g, "seconds": seconds})
+            # Sample grid (rank 0) and checkpoint.
+            if snapshots is not None:
+                snapshots.maybe(run.G_ema, count, log)
             if count.images_seen >= next_checkpoint:
-                run.save(run_dir)
+                save(run, run_dir, d, fp, snapshots and snapshots.score)
                 next_checkpoint += t.checkpoint_every_kimg * 1000
-    except KeyboardInterrupt:
-        stop_reason = "interrupted"
     finally:
         bar.close()
-    run.save(run_dir)
+    save(run, run_dir, d, fp)
     seconds = time.monotonic() - start
 
-    # Report.
-    metrics = snapshots.final(run.G_ema, D, count, log)
+    # Report (rank 0).
     summary = {"kind": "final", "step": count.step, "kimg": count.kimg,
-               "seconds": round(seconds, 2), "stopped_by": stop_reason, **metrics}  # fmt: skip
-    log.write(summary)
-    log.close()
+               "seconds": round(seconds, 2), "stopped_by": stop_reason}  # fmt: skip
+    if log is not None:
+        summary.update(snapshots.final(run.G_ema, run.D, count, log))
+        log.write(summary)
+        log.close()
     return summary
+
+
+def save(
+    run: Run, run_dir: Path, d: Dist, fp: dict | None = None, score: float | None = None
+) -> None:
+    """A checkpoint from rank 0 (all ranks hold the same weights); every rank must call it,
+    since it gathers each rank's local RNG state."""
+    states = distributed.gather_states(d, run.local_rng.get_state())
+    if d.is_main:
+        run.save(run_dir, states, keep=run.keep, score=score, fingerprint=fp)

@@ -7,6 +7,7 @@ exact mode metrics and plots (``minmax.toy_report``).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -43,9 +44,16 @@ class Snapshots:
 
     @torch.no_grad()
     def grid(self, G_ema: nn.Module, path: Path) -> Tensor:
-        images = to_uint8(G_ema(self.z, self.y))
+        device = next(G_ema.parameters(), torch.empty(0)).device
+        y = None if self.y is None else self.y.to(device)
+        images = to_uint8(G_ema(self.z.to(device), y).cpu())
         save_grid(images, path, self.n_cols)
         return images
+
+    @property
+    def score(self) -> float | None:
+        """The latest score of G_ema (lower is better), for keeping the best checkpoint."""
+        return None if self.scorer is None else self.scorer.last
 
     def maybe(self, G_ema: nn.Module, count, log) -> None:
         """Write ``grids/kimgNNNNNN.NNN.png`` when the run has passed the next grid mark,
@@ -67,6 +75,7 @@ class Snapshots:
         if isinstance(self.source, ToySource):
             from minmax.toy_report import write_report  # plotting stays off the import path
 
+            G_ema, D = (copy.deepcopy(m).cpu() for m in (G_ema, D))  # plots work on the host
             return write_report(self.cfg, self.source.density, G_ema, D, self.run_dir)
         if self.cfg.eval.plots:
             images = self.grid(G_ema, self.run_dir / "samples.png")
@@ -92,6 +101,7 @@ class Scorer:
         every = cfg.eval.every_kimg * 1000
         self.every = every if every > 0 else None
         self.next = None
+        self.last: float | None = None  # the first metric's latest value: ranks checkpoints
 
     def maybe(self, G_ema: nn.Module, count, log) -> None:
         if self.every is None:
@@ -112,6 +122,7 @@ class Scorer:
         data = self.cfg.data
         records = score_images(fake, data.name, self.specs, self.extractor, seed, data.root,
                                self.cfg.eval.reference_split)  # fmt: skip
+        self.last = next((r["value"] for r in records if "value" in r), None)
         for record in records:
             record.update(step=count.step, kimg=count.kimg)
             log.write(record)

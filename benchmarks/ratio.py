@@ -1,0 +1,210 @@
+"""D* = log P/Q at work: calibrate a run's D, then correct its samples (DRS, MH, SIR).
+
+Usage: python benchmarks/ratio.py [--seeds 10] [--parts toys mnist] [--train-kimg 400] ...
+
+Toys (PacGAN's 2-D ring and grid): per seed, a short run of the preset (``--train-kimg``:
+short on purpose, so G is imperfect and there is something to correct), ``calibrate`` for
+``--calibrate-kimg``, then 2,500 samples uncorrected and by each correction, scored by the
+VEEGAN/PacGAN protocol (``mode_report``: modes captured, % high quality, reverse KL).
+MNIST: a ``--mnist-minutes`` mnist-dcgan run, calibrated on the test split's first half,
+5,000 samples per correction scored with the digits feature net against the test split
+(``fd5k_digits``, ``census5k``). Every row gives the acceptance rate and the cost: G
+evaluations per kept sample and wall seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from minmax.config import resolve
+from minmax.data import resolve_toy
+from minmax.errors import UsageError
+from minmax.metrics import mode_report
+from minmax.ratio import CalibrationConfig, calibrate, sample_corrected
+from minmax.train.loop import train
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
+# (row label, method, options); "drs" is γ = 0, "drs@t" has γ set for acceptance rate t.
+TOY_METHODS = [("none", "none", {}), ("drs", "drs", {}), ("drs@0.1", "drs", {"accept_target": 0.1}),
+               ("mh", "mh", {}), ("sir", "sir", {})]  # fmt: skip
+
+
+def toy_seed(preset: str, seed: int, args) -> tuple[dict, dict]:
+    """Train, calibrate and correct one seed; {method: scores} and the calibration summary."""
+    cfg = resolve(
+        preset,
+        overrides=[f"train.seed={seed}", f"train.kimg={args.train_kimg}", "eval.plots=false"],
+    )
+    mixture = resolve_toy(cfg.data.name)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        start = time.monotonic()
+        train(cfg, run, progress=False)
+        train_s = time.monotonic() - start
+        cal = calibrate(run, CalibrationConfig(kimg=args.calibrate_kimg, seed=seed, n_eval=5000))
+        for label, method, options in TOY_METHODS:
+            try:
+                x, _, stats = sample_corrected(run, method, args.n, seed + 1, **options)
+            except UsageError as err:  # drs at γ = 0 gives up when D_M is an outlier
+                print(f"  {label}: {err}", flush=True)
+                continue
+            report = mode_report(x, mixture)
+            rows[label] = {
+                "modes": report.modes_captured,
+                "n_modes": report.n_modes,
+                "hq": report.hq_fraction,
+                "kl": report.reverse_kl,
+                "accept": stats.acceptance_rate,
+                "cost": stats.g_evals_per_sample,
+                "seconds": stats.seconds,
+            }
+    summary = {
+        "train_s": train_s,
+        "calibrate_s": cal.seconds,
+        "v_d": cal.v_d.value,
+        "v_d_before": cal.v_d_before,
+        "jsd_bound": cal.divergences["jsd_bound"].value,
+        "jsd_ref": cal.divergences["jsd_bound"].reference,
+    }
+    return rows, summary
+
+
+def toys(args) -> None:
+    for preset in args.presets:
+        per_method: dict[str, list[dict]] = {label: [] for label, _, _ in TOY_METHODS}
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            rows, cal = toy_seed(preset, seed, args)
+            print(
+                f"{preset} seed {seed}: train {cal['train_s']:.0f} s, calibrate "
+                f"{cal['calibrate_s']:.0f} s, V_D {cal['v_d_before']:.3f} -> {cal['v_d']:.3f}, "
+                f"JSD bound {cal['jsd_bound']:.3f} (P exact, Q_G by KDE: "
+                f"{cal['jsd_ref']:.3f})",
+                flush=True,
+            )
+            for method, r in rows.items():
+                per_method[method].append(r)
+                print(
+                    f"  {method:<8} modes {r['modes']}/{r['n_modes']}  HQ {100 * r['hq']:.1f}%"
+                    f"  rev-KL {r['kl']:.3f}  accept {100 * r['accept']:.1f}%"
+                    f"  G evals/sample {r['cost']:.1f}  {r['seconds']:.2f} s",
+                    flush=True,
+                )
+        print(
+            f"\n{preset}, {args.seeds} seeds, train.kimg={args.train_kimg}, calibrate "
+            f"{args.calibrate_kimg} kimg, {args.n} samples each: mean (worst)"
+        )
+        print("| method | modes | HQ % | rev-KL | acceptance % | G evals/sample | seconds |")
+        print("|---|---|---|---|---|---|---|")
+        for method, rs in per_method.items():
+            if len(rs) < args.seeds:
+                method += f" ({len(rs)} of {args.seeds} seeds)"
+            if not rs:
+                print(f"| {method} | gave up | | | | | |")
+                continue
+            modes, hq, kl = [r["modes"] for r in rs], [r["hq"] for r in rs], [r["kl"] for r in rs]
+            print(
+                f"| {method} | {statistics.mean(modes):.1f} ({min(modes)})/{rs[0]['n_modes']} "
+                f"| {100 * statistics.mean(hq):.1f} ({100 * min(hq):.1f}) "
+                f"| {statistics.mean(kl):.3f} ({max(kl):.3f}) "
+                f"| {100 * statistics.mean(r['accept'] for r in rs):.1f} "
+                f"| {statistics.mean(r['cost'] for r in rs):.1f} "
+                f"| {statistics.mean(r['seconds'] for r in rs):.2f} |",
+                flush=True,
+            )
+        print()
+
+
+def mnist(args) -> None:
+    from minmax.evaluate import ImageSet, load_extractor, parse_metrics, score_images
+    from minmax.images import to_uint8
+
+    extractor = load_extractor("digits")
+    specs = parse_metrics(f"fid{args.mnist_n // 1000}k,census{args.mnist_n // 1000}k")
+    cfg = resolve(
+        "mnist-dcgan",
+        overrides=[
+            f"data.name={MNIST}",
+            f"train.max_minutes={args.mnist_minutes}",
+            "train.kimg=100000",
+            "eval.plots=false",
+        ],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        summary = train(cfg, run, progress=False)
+        cal = calibrate(run, CalibrationConfig(kimg=args.mnist_calibrate_kimg, n_eval=5000))
+        print(
+            f"mnist-dcgan: {summary['kimg']:.0f} kimg in {summary['seconds']:.0f} s; "
+            f"calibrate {cal.kimg:g} kimg in {cal.seconds:.0f} s on {cal.data['note']}; "
+            f"held-out V_D {cal.v_d_before:.3f} -> {cal.v_d.value:.3f}, JSD bound "
+            f"{cal.divergences['jsd_bound'].value:.3f}",
+            flush=True,
+        )
+        print(
+            "| method | fd (digits) | classes covered | census KL | acceptance % "
+            "| G evals/sample | seconds |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        # drs at γ = 0 needs e^{D_M} G calls per sample, ~180 on a 10-minute run: too slow here.
+        methods = [("none", "none", {}),
+                   (f"drs@{args.mnist_accept_target:g}", "drs",
+                    {"accept_target": args.mnist_accept_target}),
+                   (f"mh (chain {args.mnist_chain_length})", "mh",
+                    {"chain_length": args.mnist_chain_length}),
+                   ("sir", "sir", {})]  # fmt: skip
+        for label, method, options in methods:
+            x, y, stats = sample_corrected(run, method, args.mnist_n, 1, **options)
+            fake = ImageSet(to_uint8(x), y, f"mnist-dcgan {label}")
+            fd, c = score_images(fake, str(MNIST), specs, extractor, 0, split="test")
+            print(
+                f"| {label} | {fd['value']:.2f} | {c['classes_covered']}/{c['n_classes']} "
+                f"| {c['kl_to_data']:.4f} | {100 * stats.acceptance_rate:.1f} "
+                f"| {stats.g_evals_per_sample:.1f} | {stats.seconds:.1f} |",
+                flush=True,
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", default=["toys", "mnist"], choices=["toys", "mnist"])
+    parser.add_argument("--presets", nargs="+", default=["ring", "grid"])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--train-kimg", type=float, default=400)
+    parser.add_argument("--calibrate-kimg", type=float, default=500)
+    parser.add_argument("--n", type=int, default=2500, help="toy samples per method")
+    parser.add_argument("--mnist-minutes", type=float, default=3.0)
+    parser.add_argument("--mnist-calibrate-kimg", type=float, default=50)
+    parser.add_argument("--mnist-n", type=int, default=5000)
+    parser.add_argument("--mnist-accept-target", type=float, default=0.1)
+    parser.add_argument("--mnist-chain-length", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    print(
+        f"# {date.today()}  {platform.processor() or platform.machine()}  "
+        f"threads={torch.get_num_threads()}  torch {torch.__version__}  "
+        f"python {platform.python_version()}"
+    )
+    print(f"# {' '.join(sys.argv)}", flush=True)
+    start = time.monotonic()
+    if "toys" in args.parts:
+        toys(args)
+    if "mnist" in args.parts:
+        mnist(args)
+    print(f"# total wall {time.monotonic() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Mode-drop report: the real samples D scores highest are the ones G under-covers.
+
+With D ≈ log P/Q_G, a real x with a large D(x) is one where P ≫ Q_G: G rarely makes
+anything like it. Ranking held-out real samples by D and looking at the top few percent
+shows *what* G misses: a grid of those images, which classes they belong to (labelled data),
+or which modes (toy mixtures, where G's own per-mode counts are shown beside them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from minmax.data.sources import ToySource
+from minmax.data.toy import GaussianMixture
+from minmax.errors import UsageError
+from minmax.images import save_grid, to_uint8
+from minmax.metrics.modes import mode_report
+from minmax.ratio.calibrate import CALIBRATED, load_calibrated
+from minmax.ratio.run import (
+    EVAL_SEED_OFFSET,
+    draw_fakes,
+    held_out,
+    load_run_config,
+    load_run_discriminator,
+    logits_of,
+    write_json,
+)
+from minmax.sample import load_generator
+
+TOP_FRACTION = 0.05  # the share of real samples with the largest D that counts as "top"
+GRID_IMAGES = 64
+COVERAGE_FLAG = 0.5  # flagged: G makes the class/mode less than half as often as the data
+
+
+@dataclass
+class Diagnosis:
+    run_dir: str
+    discriminator: str
+    data: dict
+    n: int
+    n_top: int
+    groups: str  # "class", "mode" or "" (no groups: unlabelled images, other toys)
+    rows: list[dict] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    rule: str = (
+        f"coverage = E_P[exp(-D)] within the group ~ Q_G/P there; flagged below {COVERAGE_FLAG:g}"
+    )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        lines = [
+            f"the {self.n_top} of {self.n} held-out real samples with the largest D "
+            f"({self.discriminator}): where P >> Q_G, what G under-covers"
+        ]
+        if self.rows:
+            extra = "  G/data (exact)" if self.groups == "mode" else ""
+            lines.append(f"{self.groups:>6}  data share  top share   mean D  coverage{extra}  flag")
+            for r in self.rows:
+                g = f"  {r['g_over_data']:>15.3f}" if self.groups == "mode" else ""
+                flag = "under-covered" if r["flagged"] else ""
+                lines.append(
+                    f"{r[self.groups]:>6}  {r['data_share']:>10.3f}  {r['top_share']:>9.3f}  "
+                    f"{r['mean_d']:>7.3f}  {r['coverage']:>8.3f}{g}  {flag}"
+                )
+        lines += [self.rule] if self.rows else []
+        lines += [f"wrote {', '.join(self.files)}"]
+        return "\n".join(lines)
+
+
+def _discriminator(run_dir: Path):
+    """The calibrated D if there is one (checked against its G), else the run's own D."""
+    if (run_dir / CALIBRATED / "calibration.json").is_file():
+        import json
+
+        network = json.loads((run_dir / CALIBRATED / "calibration.json").read_text())["network"]
+        G = load_generator(run_dir, network)
+        D, _ = load_calibrated(run_dir, G)
+        return D, G, "calibrated D"
+    D, _ = load_run_discriminator(run_dir)
+    note = "the run's training D, not calibrated: run 'minmax calibrate' for D ~ log P/Q"
+    return D, load_generator(run_dir, "G_ema"), note
+
+
+def group_report(
+    groups: Tensor, n_groups: int, top: Tensor, logits: Tensor, name: str
+) -> list[dict]:
+    """Per class/mode: shares of the data and of the top, mean D, and the coverage estimate.
+
+    coverage = E_{P|A}[exp(−D)] estimates Q_G(A)/P(A) for the group's region A, because
+    ∫_A q = ∫_A p · e^{−D*}: 1 when G makes the group as often as the data has it, 0.5 when
+    half as often. It needs a calibrated D, and sees only where P's samples fall.
+    """
+    n_all = torch.bincount(groups, minlength=n_groups).double()
+    n_top = torch.bincount(groups[top], minlength=n_groups).double()
+    sums = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, logits)
+    inverse = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, (-logits).exp())
+    rows = []
+    for k in range(n_groups):
+        seen = float(n_all[k])
+        coverage = float(inverse[k] / seen) if seen else math.nan
+        rows.append({name: k, "n_real": int(seen), "n_top": int(n_top[k]),
+                     "data_share": seen / len(groups), "top_share": float(n_top[k]) / len(top),
+                     "mean_d": float(sums[k] / seen) if seen else math.nan,
+                     "coverage": coverage, "flagged": coverage < COVERAGE_FLAG})  # fmt: skip
+    return sorted(rows, key=lambda r: r["coverage"] if math.isfinite(r["coverage"]) else math.inf)
+
+
+def diagnose(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    n: int = 5000,
+    seed: int = 0,
+    top_fraction: float = TOP_FRACTION,
+) -> Diagnosis:
+    """Rank ``n`` held-out real samples by D; write ``diagnose.json`` and a PNG to ``out``."""
+    if n < 2:
+        raise UsageError(f"--n must be at least 2, got {n}")
+    run_dir = Path(run_dir)
+    out = Path(out) if out else run_dir / "diagnose"
+    cfg = load_run_config(run_dir)
+    D, G, which = _discriminator(run_dir)
+    data = held_out(cfg, n, seed)
+    logits = logits_of(D, data.x, data.y)
+    n_top = max(1, round(top_fraction * len(logits)))
+    top = logits.argsort(descending=True)[:n_top]
+    report = Diagnosis(str(run_dir), which, data.description, len(logits), n_top, "")
+    out.mkdir(parents=True, exist_ok=True)
+    if data.x.ndim == 4:  # images: the most under-covered, highest D first
+        grid = save_grid(to_uint8(data.x[top[:GRID_IMAGES]]), out / "under_covered.png", 8)
+        report.files.append(str(grid))
+        if data.y is not None and data.fit.n_classes:
+            report.groups = "class"
+            report.rows = group_report(data.y, data.fit.n_classes, top, logits, "class")
+    elif isinstance(data.fit, ToySource) and isinstance(data.fit.density, GaussianMixture):
+        mixture = data.fit.density
+        report.groups = "mode"
+        nearest = mixture.squared_distances(data.x).argmin(1)
+        report.rows = group_report(nearest, mixture.n_modes, top, logits, "mode")
+        fake, _ = draw_fakes(G, len(data.x), torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET))
+        # Ground truth: G's high-quality samples per mode over the data's, same counts.
+        g_counts, p_counts = mode_report(fake, mixture).counts, mode_report(data.x, mixture).counts
+        for row in report.rows:
+            k = row["mode"]
+            row["g_over_data"] = g_counts[k] / p_counts[k] if p_counts[k] else math.nan
+            row["mean"] = mixture.means[k].tolist()
+        if mixture.dim <= 2:
+            report.files.append(str(_plot(data.x, fake, top, mixture, out / "under_covered.png")))
+    report.files.append(str(out / "diagnose.json"))
+    write_json(out / "diagnose.json", _finite(report.as_dict()))
+    return report
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _plot(real: Tensor, fake: Tensor, top: Tensor, mixture: GaussianMixture, path: Path) -> Path:
+    """Real (grey), G's samples (blue) and the top-D reals (red); modes numbered."""
+    from minmax.plots import plt  # the headless backend is set there
+
+    fig, ax = plt.subplots(figsize=(5.5, 5.5) if mixture.dim == 2 else (6, 3.5))
+    if mixture.dim == 1:
+        bins = 150
+        ax.hist(real[:, 0].numpy(), bins, density=True, alpha=0.4, color="grey", label="real")
+        ax.hist(fake[:, 0].numpy(), bins, density=True, alpha=0.4, label="G")
+        ax.hist(real[top, 0].numpy(), bins, density=True, alpha=0.6, color="red",
+                label="top D (under-covered)")  # fmt: skip
+    else:
+        ax.scatter(*real.T.numpy(), s=2, c="grey", alpha=0.3, label="real (P)")
+        ax.scatter(*fake.T.numpy(), s=2, alpha=0.3, label="generated (Q_G)")
+        ax.scatter(*real[top].T.numpy(), s=6, c="red", label="top D: under-covered")
+        for k, mean in enumerate(mixture.means.tolist()):
+            ax.annotate(str(k), mean, fontsize=8, ha="center", va="bottom")
+        ax.set_aspect("equal")
+    ax.legend(loc="upper right", markerscale=3, fontsize=8)
+    ax.set_title(f"the top {len(top)} real samples by D")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
