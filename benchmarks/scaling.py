@@ -5,8 +5,9 @@
 
 CPU: each preset's training iteration (n_dis D steps + 1 G step at the preset's global batch)
 timed after warm-up as 1 process × 1 thread, 1 process × 2 threads and, through ``torchrun
---standalone --nproc_per_node=2``, 2 processes × 1 thread (each rank half the batch). Scaling
-efficiency is images/s over twice the 1 × 1 figure. GPU: one process, the same iteration in
+--standalone --nproc_per_node=2``, 2 processes × 1 thread (each rank half the batch; batch-norm
+statistics per rank, and once more synchronised over ranks with ``train.sync_bn=true``).
+Scaling efficiency is images/s over twice the 1 × 1 figure. GPU: one process, the same iteration in
 the listed numerics. Data as in ``benchmarks/mnist.py`` (MNIST where present, else random
 pixels of the preset's shape). Every row is a fresh process.
 """
@@ -95,16 +96,18 @@ def measure(preset: str, steps: int, warmup: int, procs: int, threads: int, over
 def cpu(args: argparse.Namespace) -> None:
     print(f"# CPU, {os.cpu_count()} cores; images/s of training iterations after warm-up")
     print("| preset | data | batch | 1 proc × 1 thread | 1 proc × 2 threads | "
-          "2 procs × 1 thread | 2 procs vs 1 × 2 | efficiency vs 2 × (1 × 1) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "2 procs × 1 thread | 2 procs vs 1 × 2 | efficiency vs 2 × (1 × 1) | "
+          "2 procs × 1 thread, sync_bn |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         steps, warmup = CPU_PRESETS.get(preset, (10, 2))
         one = measure(preset, steps, warmup, 1, 1)
         two_threads = measure(preset, steps, warmup, 1, 2)
         two_procs = measure(preset, steps, warmup, 2, 1)
-        a, b, c = (r["images_per_s"] for r in (one, two_threads, two_procs))
+        synced = measure(preset, steps, warmup, 2, 1, ["train.sync_bn=true"])
+        a, b, c, e = (r["images_per_s"] for r in (one, two_threads, two_procs, synced))
         print(f"| {preset} | {one['data']} | {one['batch']} | {a:.1f} | {b:.1f} | {c:.1f} | "
-              f"{c / b:.2f}× | {c / (2 * a):.0%} |", flush=True)  # fmt: skip
+              f"{c / b:.2f}× | {c / (2 * a):.0%} | {e:.1f} |", flush=True)  # fmt: skip
 
 
 def gpu(args: argparse.Namespace) -> None:

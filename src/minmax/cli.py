@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from minmax.errors import UsageError
+from minmax.errors import DivergenceError, UsageError
 
 EXAMPLES = """examples:
   minmax train                                   # the default experiment: the 2-D ring
@@ -214,8 +214,9 @@ def _train(args: argparse.Namespace) -> int:
         summary = train(
             cfg, run_dir, resume=bool(args.resume), progress=not args.quiet, source=source
         )
-    except BaseException:
-        if d.is_main and not args.resume and not _has_checkpoint(run_dir):
+    except BaseException as err:
+        keep = isinstance(err, DivergenceError)  # its diagnostic is in the folder
+        if d.is_main and not args.resume and not keep and not _has_checkpoint(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
         raise
     if d.is_main:
@@ -422,3 +423,6 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"minmax: error: {err}", file=sys.stderr)
         return 2
+    except DivergenceError as err:
+        print(f"minmax: error: {err}", file=sys.stderr)
+        return 3

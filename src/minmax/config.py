@@ -105,8 +105,12 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory format for image models (GPU tensor cores)
     adam: str = "fused"  # fused | foreach | loop: Adam's implementation, same maths
     accum_steps: int = 1  # micro-batches per optimizer step (gradient accumulation)
-    sync_bn: bool = True  # batch-norm statistics over all ranks (model independent of ranks)
+    sync_bn: bool = False  # batch-norm stats over all ranks: same model at any rank count
     dist_timeout_s: float = 1800.0  # a collective waiting longer than this fails the run
+    # non-finite losses or weights (checked at each log line and checkpoint)
+    on_nonfinite: str = "stop"  # stop (diagnostic, exit 3) | rollback (to the last checkpoint)
+    rollback_lr_factor: float = 0.5  # each rollback multiplies both learning rates by this
+    max_rollbacks: int = 3  # then stop
 
 
 @dataclass
@@ -284,6 +288,14 @@ def validate(cfg: Config) -> Config:
     }.items():
         if not 0 <= value < 1:
             raise UsageError(f"'{key}' must be in [0, 1), got {value}")
+    if t.on_nonfinite not in ("stop", "rollback"):
+        hint = did_you_mean(t.on_nonfinite, ["stop", "rollback"])
+        raise UsageError(f"unknown train.on_nonfinite '{t.on_nonfinite}': {hint}")
+    if not 0 < t.rollback_lr_factor <= 1:
+        got = t.rollback_lr_factor
+        raise UsageError(f"'train.rollback_lr_factor' must be in (0, 1], got {got}")
+    if t.max_rollbacks < 0:
+        raise UsageError(f"'train.max_rollbacks' must be zero or more, got {t.max_rollbacks}")
     if t.accum_steps < 1:
         raise UsageError(f"'train.accum_steps' must be 1 or more, got {t.accum_steps}")
     if not t.dist_timeout_s > 0:

@@ -48,6 +48,7 @@ IMAGES = [
     "train.threads=1",
     "train.log_every_steps=2",
     "train.ema_warmup_kimg=0",
+    "train.sync_bn=true",
     "eval.plots=false",
 ]
 

@@ -87,11 +87,12 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     With it, 2 ranks × b images normalise exactly as 1 rank × 2b, so the model does not
     depend on how many processes train it. torch's SyncBatchNorm is GPU-only and would
-    replace the conditional subclasses below with a plain layer. ``sync = False`` (the
-    ``train.sync_bn`` switch) keeps per-rank statistics; eval mode uses the running ones.
+    replace the conditional subclasses below with a plain layer. ``sync`` is the
+    ``train.sync_bn`` switch (off: per-rank statistics, as in plain DDP, and faster: see
+    docs/scaling.md); eval mode uses the running statistics either way.
     """
 
-    sync: bool = True
+    sync: bool = False  # set from train.sync_bn by the loop
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and self.sync and dist.is_initialized() and dist.get_world_size() > 1:
@@ -100,26 +101,30 @@ class BatchNorm2d(nn.BatchNorm2d):
 
 
 def _synced_batch_norm(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
-    """Two-pass mean and variance over all ranks through a differentiable all-reduce, whose
-    backward sums the statistics' gradients across ranks as the single-process graph would."""
+    """Mean and variance over all ranks from one differentiable all-reduce of Σx and Σx²
+    (summed in float64, where E[x²] − E[x]² loses nothing that matters); its backward sums the
+    statistics' gradients across ranks as the single-process graph would. One collective
+    per layer, not two: on CPU each costs a round trip that both ranks wait for."""
     from torch.distributed.nn.functional import all_reduce
 
     dims = [0, 2, 3]
     x32 = x.float()
     count = x.numel() // x.shape[1] * dist.get_world_size()  # equal batches on every rank
-    mean = all_reduce(x32.sum(dims)) / count
-    centred = x32 - mean[None, :, None, None]
-    var = all_reduce(centred.square().sum(dims)) / count
-    out = centred * torch.rsqrt(var + bn.eps)[None, :, None, None]
+    moments = [x32.sum(dims, dtype=torch.float64), x32.square().sum(dims, dtype=torch.float64)]
+    mean, var = (all_reduce(torch.cat(moments)) / count).chunk(2)
+    var = (var - mean.square()).clamp_min(0)
+    scale = torch.rsqrt(var + bn.eps).float()
+    out = ((x32 - mean.float()[None, :, None, None]) * scale[None, :, None, None]).to(x.dtype)
     if bn.affine:
         out = out * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
     if bn.track_running_stats:
         with torch.no_grad():
             bn.num_batches_tracked += 1
             m = bn.momentum if bn.momentum is not None else 1 / float(bn.num_batches_tracked)
-            bn.running_mean.lerp_(mean, m)
-            bn.running_var.lerp_(var * count / max(count - 1, 1), m)
-    return out.to(x.dtype)
+            bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), m)
+            unbiased = var * count / max(count - 1, 1)
+            bn.running_var.lerp_(unbiased.to(bn.running_var.dtype), m)
+    return out
 
 
 class ClassBatchNorm2d(BatchNorm2d):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from tqdm import tqdm
@@ -27,7 +28,7 @@ from tqdm import tqdm
 from minmax.augment import DiffAugment
 from minmax.config import Config, TrainConfig, to_yaml
 from minmax.data.sources import Source, resolve_data
-from minmax.errors import UsageError
+from minmax.errors import DivergenceError, UsageError
 from minmax.models import build_networks
 from minmax.models.layers import BatchNorm2d
 from minmax.objectives import Objective, get_objective
@@ -38,10 +39,12 @@ from minmax.train.checkpoint import (
     load_module,
     load_training,
     save_checkpoint,
+    write_json,
 )
 from minmax.train.distributed import Dist
 from minmax.train.ema import update_ema
 from minmax.train.fingerprint import fingerprint
+from minmax.train.health import Health, nonfinite
 from minmax.train.lock import RunLock
 from minmax.train.logs import Logger
 from minmax.train.snapshots import Snapshots
@@ -170,6 +173,7 @@ class Run:
     engine: Engine | None = None
     part: Slice | None = None
     keep: int = 3  # checkpoints kept (train.keep_checkpoints), besides the best
+    lr_scale: float = 1.0  # lowered by each rollback after a divergence; saved, resumed
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
@@ -201,7 +205,12 @@ class Run:
             self.spec,
             self.optimizers(),
             rng,
-            {"step": c.step, "images_seen": c.images_seen, "kimg": c.kimg},
+            {
+                "step": c.step,
+                "images_seen": c.images_seen,
+                "kimg": c.kimg,
+                "lr_scale": self.lr_scale,
+            },  # fmt: skip
             keep=keep,
             score=score,
             fingerprint=fingerprint,
@@ -222,6 +231,7 @@ class Run:
         if f"local/{rank}" in rng_states:
             self.local_rng.set_state(rng_states[f"local/{rank}"])
         self.count = Counters(state["step"], state["images_seen"])
+        self.lr_scale = state.get("lr_scale", 1.0)
         return folder
 
 
@@ -347,7 +357,7 @@ def _train(
     bar = tqdm(total=total_images, initial=count.images_seen, unit="img", mininterval=1.0,
                unit_scale=True, disable=not (progress and d.is_main), dynamic_ncols=True)
     # fmt: on
-    stop_reason = "kimg"
+    stop_reason, health, rollbacks = "kimg", Health(cfg.loss.objective), 0
     try:
         while count.images_seen < total_images:
             # Stop early? (time cap, SIGINT/SIGTERM on any rank; all ranks agree).
@@ -358,8 +368,8 @@ def _train(
                 break
             # Set learning rates.
             factor = lr_factor(t.lr_schedule, count.images_seen / total_images)
-            set_lr(run.opt_G, t.lr_g * factor)
-            set_lr(run.opt_D, t.lr_d * factor)
+            set_lr(run.opt_G, t.lr_g * factor * run.lr_scale)
+            set_lr(run.opt_D, t.lr_d * factor * run.lr_scale)
             # Update D (n_dis steps), then G.
             loss_D, loss_G = iteration(cfg, run, source, objective, augment)
             # Update G_ema (a copy of G during the warm-up).
@@ -371,19 +381,38 @@ def _train(
             # Log (one host read every log_every_steps, losses averaged over ranks).
             sums += torch.stack([loss_D, loss_G])
             n_sums += 1
+            due = count.images_seen >= next_checkpoint
+            problems = []
             if count.step % t.log_every_steps == 0:
                 loss_d, loss_g = distributed.mean_over_ranks(d, sums / n_sums).tolist()
                 sums.zero_()
                 n_sums = 0
-                bar.set_postfix(loss_D=f"{loss_d:.3f}", loss_G=f"{loss_g:.3f}")
-                if log is not None:
-                    seconds = round(time.monotonic() - start, 3)
-                    log.scalars(count, {"loss_D": loss_d, "loss_G": loss_g, "seconds": seconds})
+                problems = health.losses(loss_d, loss_g) + nonfinite(run.networks())
+                if not problems:
+                    bar.set_postfix(loss_D=f"{loss_d:.3f}", loss_G=f"{loss_g:.3f}")
+                    if log is not None:
+                        seconds = round(time.monotonic() - start, 3)
+                        values = {"loss_D": loss_d, "loss_G": loss_g, "seconds": seconds}
+                        log.scalars(count, values)
+                        warn(log, count, health.d_wins(loss_d, loss_g))
+            elif due:  # never checkpoint NaNs: the last checkpoint stays a good one
+                problems = nonfinite(run.networks())
+            # Non-finite? Roll back or stop, as train.on_nonfinite says (all ranks agree).
+            if (count.step % t.log_every_steps == 0 or due) and distributed.max_over_ranks(
+                d, int(bool(problems))
+            ):
+                recover(run, run_dir, d, fp, t, log, problems, rollbacks)
+                rollbacks += 1
+                count, sums, n_sums = run.count, sums.zero_(), 0
+                next_checkpoint = count.images_seen + t.checkpoint_every_kimg * 1000
+                continue
             # Sample grid (rank 0) and checkpoint.
             if snapshots is not None:
                 snapshots.maybe(run.G_ema, count, log)
-            if count.images_seen >= next_checkpoint:
+            if due:
                 save(run, run_dir, d, fp, snapshots and snapshots.score)
+                if snapshots is not None and count.kimg >= max(t.ema_warmup_kimg, t.kimg / 10):
+                    warn(log, count, health.collapse(*snapshots.spread_check(run.G_ema, count)))
                 next_checkpoint += t.checkpoint_every_kimg * 1000
     finally:
         bar.close()
@@ -398,6 +427,58 @@ def _train(
         log.write(summary)
         log.close()
     return summary
+
+
+def warn(log: Logger | None, count: Counters, message: str | None) -> None:
+    """A failure sign: to stderr (above the progress bar) and to metrics.jsonl."""
+    if message and log is not None:
+        tqdm.write(f"minmax: warning: {message}", file=sys.stderr)
+        log.write({"kind": "warning", "step": count.step, "kimg": count.kimg, "message": message})
+
+
+def recover(
+    run: Run, run_dir: Path, d: Dist, fp: dict, t: TrainConfig, log: Logger | None,
+    problems: list[str], rollbacks: int,
+) -> None:  # fmt: skip
+    """``train.on_nonfinite``: roll back to the last checkpoint with lower learning rates, or
+    stop, leaving a diagnostic beside the untouched last good checkpoint (DivergenceError)."""
+    c = run.count
+    where = f"step {c.step} ({c.kimg:.1f} kimg)"
+    names = problems or ["values on another rank"]
+    what = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    if t.on_nonfinite == "rollback" and rollbacks < t.max_rollbacks:
+        scale = run.lr_scale * t.rollback_lr_factor
+        try:
+            run.load(run_dir, d.rank, fp)
+        except UsageError:  # nothing saved yet: nothing to roll back to
+            pass
+        else:
+            run.lr_scale = scale
+            if log is not None:
+                to = run.count.kimg
+                event = {"kind": "rollback", "step": c.step, "kimg": c.kimg,
+                         "nonfinite": names[:20], "to_kimg": to, "lr_scale": scale}  # fmt: skip
+                log.write(event)
+                message = f"non-finite {what} at {where}: rolled back to {to:.1f} kimg"
+                tqdm.write(f"minmax: {message}, learning rates × {scale:g}", file=sys.stderr)
+            return
+    after = f" after {rollbacks} rollback(s)" if rollbacks else ""
+    if d.is_main:
+        folder = Path(run_dir) / "diverged"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, module in run.networks().items():
+            tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            save_file(tensors, str(folder / f"{name}.safetensors"))
+        report = {"step": c.step, "kimg": c.kimg, "nonfinite": names, "rollbacks": rollbacks,
+                  "lr_scale": run.lr_scale}  # fmt: skip
+        write_json(folder / "report.json", report)
+        if log is not None:
+            log.write({"kind": "diverged", **report})
+    raise DivergenceError(
+        f"training diverged at {where}{after}: non-finite {what}. The weights are in "
+        f"{Path(run_dir) / 'diverged'}/ for inspection; the last good checkpoint is untouched: "
+        "resume with lower train.lr_d/train.lr_g, or set train.on_nonfinite=rollback"
+    )
 
 
 def save(

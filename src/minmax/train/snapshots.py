@@ -55,6 +55,16 @@ class Snapshots:
         """The latest score of G_ema (lower is better), for keeping the best checkpoint."""
         return None if self.scorer is None else self.scorer.last
 
+    @torch.no_grad()
+    def spread_check(self, G_ema: nn.Module, count) -> tuple[Tensor, Tensor]:
+        """G_ema's samples on the fixed noise and as many real ones (a stream apart from
+        training's), for the mode-collapse warning."""
+        device = next(G_ema.parameters(), torch.empty(0)).device
+        y = None if self.y is None else self.y.to(device)
+        fake = G_ema(self.z.to(device), y).float().cpu()
+        real, _ = self.source.sample(len(fake), torch.Generator().manual_seed(count.step))
+        return fake, real
+
     def maybe(self, G_ema: nn.Module, count, log) -> None:
         """Write ``grids/kimgNNNNNN.NNN.png`` when the run has passed the next grid mark,
         and score G_ema when it has passed the next ``eval.every_kimg`` mark."""
