@@ -7,9 +7,10 @@ CPU: each preset's training iteration (n_dis D steps + 1 G step at the preset's 
 timed after warm-up as 1 process × 1 thread, 1 process × 2 threads and, through ``torchrun
 --standalone --nproc_per_node=2``, 2 processes × 1 thread (each rank half the batch; batch-norm
 statistics per rank, and once more synchronised over ranks with ``train.sync_bn=true``).
-Scaling efficiency is images/s over twice the 1 × 1 figure. GPU: one process, the same iteration in
-the listed numerics. Data as in ``benchmarks/mnist.py`` (MNIST where present, else random
-pixels of the preset's shape). Every row is a fresh process.
+Scaling efficiency is images/s over twice the 1 × 1 figure. This machine's speed drifts by
+±15% over minutes, so the fast preset's cells are medians of 5 interleaved repeats. GPU: one
+process, the same iteration in the listed numerics. Data as in ``benchmarks/mnist.py`` (MNIST
+where present, else random pixels of the preset's shape). Every cell is a fresh process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -24,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CPU_PRESETS = {"mnist-dcgan": (20, 5), "cifar10-sngan": (3, 1)}  # (timed steps, warm-up)
+# (timed steps, warm-up, repeats): each cell is the median of its repeats, taken in turn
+CPU_PRESETS = {"mnist-dcgan": (20, 5, 5), "cifar10-sngan": (3, 1, 1)}
 GPU_ROWS = {  # name: (preset, overrides)
     "mnist-dcgan": ("mnist-dcgan", []),
     "mnist-dcgan, batch 1024": ("mnist-dcgan", ["train.batch_size=1024"]),
@@ -100,13 +103,15 @@ def cpu(args: argparse.Namespace) -> None:
           "2 procs × 1 thread, sync_bn |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
-        steps, warmup = CPU_PRESETS.get(preset, (10, 2))
-        one = measure(preset, steps, warmup, 1, 1)
-        two_threads = measure(preset, steps, warmup, 1, 2)
-        two_procs = measure(preset, steps, warmup, 2, 1)
-        synced = measure(preset, steps, warmup, 2, 1, ["train.sync_bn=true"])
-        a, b, c, e = (r["images_per_s"] for r in (one, two_threads, two_procs, synced))
-        print(f"| {preset} | {one['data']} | {one['batch']} | {a:.1f} | {b:.1f} | {c:.1f} | "
+        steps, warmup, repeats = CPU_PRESETS.get(preset, (10, 2, 1))
+        configs = [(1, 1, []), (1, 2, []), (2, 1, []), (2, 1, ["train.sync_bn=true"])]
+        runs = [[] for _ in configs]
+        for _ in range(repeats):  # interleaved, so a slow spell of the machine hits all alike
+            for cell, (procs, threads, extra) in zip(runs, configs, strict=True):
+                cell.append(measure(preset, steps, warmup, procs, threads, extra))
+        a, b, c, e = (statistics.median(r["images_per_s"] for r in cell) for cell in runs)
+        first = runs[0][0]
+        print(f"| {preset} | {first['data']} | {first['batch']} | {a:.1f} | {b:.1f} | {c:.1f} | "
               f"{c / b:.2f}× | {c / (2 * a):.0%} | {e:.1f} |", flush=True)  # fmt: skip
 
 

@@ -160,7 +160,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"config file '{path}' not found: give the path to a YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise UsageError(f"config file '{path}' is not UTF-8 text ({err.reason})") from None
     except yaml.YAMLError as err:
         message = str(err).replace("\n", " ")
         raise UsageError(f"config file '{path}' is not valid YAML: {message}") from None
@@ -176,6 +178,8 @@ def from_dict(data: dict[str, Any], cls: type = Config, where: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         path = f"{where}{key}"
+        if not isinstance(key, str):
+            raise UsageError(f"config key '{path}' is not a name: write keys as text")
         if key not in fields:
             raise UsageError(f"unknown config key '{path}': {did_you_mean(key, list(fields))}")
         hint = hints[key]
@@ -239,6 +243,11 @@ def _coerce(value: Any, hint: Any, path: str, from_text: bool = False) -> Any:
             raise bad from None
         if math.isnan(number) or (hint is int and not number.is_integer()):
             raise bad
+        if hint is int and isinstance(value, int | str):
+            try:  # exact, beyond float's 2**53 ("1e3" is not int syntax: via float above)
+                return int(value)
+            except ValueError:
+                pass
         return hint(number)
     if hint is str:
         if not isinstance(value, str | int | float) or isinstance(value, bool):

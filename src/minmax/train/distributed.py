@@ -151,4 +151,6 @@ def wrap(module: nn.Module, d: Dist) -> nn.Module:
     ids = [d.device.index] if d.device.type == "cuda" else None
     params = inspect.signature(DistributedDataParallel.__init__).parameters
     no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
-    return DistributedDataParallel(module, device_ids=ids, **{no_sync: False})
+    return DistributedDataParallel(
+        module, device_ids=ids, gradient_as_bucket_view=True, **{no_sync: False}
+    )
