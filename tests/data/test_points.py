@@ -199,3 +199,23 @@ def test_resolve_toy_treats_paths_as_files():
         resolve_toy("missing.npy")
     with pytest.raises(UsageError, match="does not exist"):
         resolve_toy("some/dir/points")
+
+
+def test_a_damaged_compressed_points_file_is_a_usage_error(tmp_path):
+    import zipfile
+
+    import numpy as np
+
+    from minmax.data.points import load_points
+    from minmax.errors import UsageError
+
+    path = tmp_path / "p.npz"
+    np.savez_compressed(path, x=np.random.default_rng(0).normal(size=(500, 2)))
+    with zipfile.ZipFile(path) as z:
+        info = z.infolist()[0]
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + 10 : start + 40] = b"\x00" * 30  # corrupt the deflate stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(UsageError, match="p.npz"):
+        load_points(path)

@@ -88,6 +88,16 @@ def test_tampered_weights_are_refused(trained, tmp_path):
         load_feature_net(path)
 
 
+@pytest.mark.parametrize("sidecar", [b"{not json", b"\xff\xfe", b"[1, 2]"])
+def test_a_broken_json_sidecar_is_a_usage_error(trained, tmp_path, sidecar):
+    net, _ = trained
+    path = tmp_path / "d.safetensors"
+    save_feature_net(net, path, {"data": "toy"})
+    path.with_suffix(".json").write_bytes(sidecar)
+    with pytest.raises(UsageError, match="d.json"):
+        load_feature_net(path)
+
+
 def test_missing_net_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MINMAX_CACHE", str(tmp_path))
     assert default_digits_path() == tmp_path / "weights" / "digits-mnist.safetensors"

@@ -8,13 +8,13 @@ and says what to change, because the CLI shows only that one line.
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from minmax.data.npz_images import UNREADABLE
 from minmax.data.toy import TOY_DENSITIES, Density
 from minmax.errors import UsageError
 from minmax.registry import did_you_mean
@@ -43,7 +43,7 @@ def _load_error(path: Path, error: Exception) -> UsageError:
 def _read_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+    except UNREADABLE as error:
         raise _load_error(path, error) from None
 
 
@@ -55,7 +55,7 @@ def _read_npz(path: Path) -> np.ndarray:
                 return archive[names[0]]
             if "x" in names:
                 return archive["x"]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except UNREADABLE as error:
         raise _load_error(path, error) from None
     if not names:
         raise UsageError(

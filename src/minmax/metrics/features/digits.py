@@ -165,8 +165,11 @@ def load_feature_net(path: str | Path) -> tuple[DigitsNet, dict]:
         raise UsageError(
             f"no digits feature net at '{path}' (with '{meta_path.name}'): train one first"
         )
-    meta = json.loads(meta_path.read_text())
-    if meta.get("arch") != ARCH or "sha256" not in meta:
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"'{meta_path}' is not valid JSON ({err}): retrain the net") from None
+    if not isinstance(meta, dict) or meta.get("arch") != ARCH or "sha256" not in meta:
         raise UsageError(f"'{meta_path}' does not describe a {ARCH} feature net")
     check_sha256(path, meta["sha256"], "it was changed after training; retrain or restore it")
     try:
