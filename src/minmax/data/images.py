@@ -92,14 +92,20 @@ class ImageDataset:
             f"n_classes={self.n_classes}{skipped})"
         )
 
-    def sample(self, n: int, rng: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    def sample(
+        self, n: int, rng: torch.Generator, rows: slice | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """``n`` images drawn uniformly with replacement, as float32 in [-1, 1], and their labels.
 
         One indexing op per batch (no per-image Python), so sampling costs a memory copy.
+        ``rows`` keeps part of the draw (a rank's share): the random stream advances by all
+        ``n`` while only those images are gathered.
         """
         if n < 0:
             raise ValueError(f"cannot draw a negative number of images ({n})")
         index = torch.randint(len(self), (n,), generator=rng)
+        if rows is not None:
+            index = index[rows]
         x = self.images[index].to(torch.float32) / 127.5 - 1
         return x, None if self.labels is None else self.labels[index]
 

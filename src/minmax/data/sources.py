@@ -1,8 +1,8 @@
 """One interface over every kind of training data the loop can draw from.
 
-A source answers ``sample(n, rng) -> (x, y)``: a batch of samples and their class labels
-(None when the data has none), ``sample_labels`` for the classes a conditional G is asked to
-make, and ``shape`` / ``n_classes`` for building the networks.
+A source answers ``sample(n, rng, rows=None) -> (x, y)``: a batch of samples and their class
+labels (None when the data has none), optionally only ``rows`` of it; ``sample_labels`` for
+the classes a conditional G is asked to make; ``shape`` / ``n_classes`` for the networks.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ class ToySource:
     def shape(self) -> tuple[int, ...]:
         return (self.density.dim,)
 
-    def sample(self, n: int, rng: torch.Generator) -> tuple[Tensor, None]:
-        return self.density.sample(n, rng), None
+    def sample(
+        self, n: int, rng: torch.Generator, rows: slice | None = None
+    ) -> tuple[Tensor, None]:
+        x = self.density.sample(n, rng)
+        return (x if rows is None else x[rows]), None
 
     def sample_labels(self, n: int, rng: torch.Generator) -> None:
         return None
@@ -60,8 +63,10 @@ class ImageSource:
     def n_classes(self) -> int:
         return self.dataset.n_classes
 
-    def sample(self, n: int, rng: torch.Generator) -> tuple[Tensor, Tensor | None]:
-        return self.dataset.sample(n, rng)
+    def sample(
+        self, n: int, rng: torch.Generator, rows: slice | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        return self.dataset.sample(n, rng, rows)
 
     def sample_labels(self, n: int, rng: torch.Generator) -> Tensor | None:
         if not self.n_classes:

@@ -333,7 +333,6 @@ def _train(
     signals: StopSignals,
 ) -> dict:
     t = cfg.train
-    check_batch(t, d)
     source = source or resolve_data(cfg.data)
     objective = get_objective(cfg.loss.objective)
     run = build_run(cfg, source, d)

@@ -184,12 +184,16 @@ class Slice:
 def draw(
     source: Source, n: int, z_dim: int, rng: torch.Generator, part: Slice, e: Engine
 ) -> list[Batch]:
-    """A global batch of ``n`` from the shared stream; this rank's micro-batches of it."""
-    real, y_real = source.sample(n, rng)
-    z = torch.randn(n, z_dim, generator=rng)
+    """A global batch of ``n`` from the shared stream; this rank's micro-batches of it (only
+    this rank's images are gathered)."""
+    mine = slice(part.start, part.start + part.size * part.parts)
+    real, y_real = source.sample(n, rng, mine)
+    z = torch.randn(n, z_dim, generator=rng)[mine]
     y_fake = source.sample_labels(n, rng)
+    y_fake = None if y_fake is None else y_fake[mine]
+    local = Slice(0, part.size, part.parts)
     return [
-        Batch(*(e.to_device(part.take(v, k)) for v in (real, y_real, z, y_fake)))
+        Batch(*(e.to_device(local.take(v, k)) for v in (real, y_real, z, y_fake)))
         for k in range(part.parts)
     ]
 
