@@ -33,6 +33,7 @@ from minmax.models.layers import (
     model_classes,
     n_doublings,
     need_labels,
+    projection_logits,
 )
 from minmax.models.registry import MODELS, ModelFamily
 from minmax.models.resnet import (
@@ -180,11 +181,7 @@ class BigGANDiscriminator(nn.Module):
             if i == self.attention_after:
                 h = self.attention(h)
         h = F.relu(h).sum((2, 3))
-        logits = self.fc(h).squeeze(1)
-        if self.n_classes:
-            need_labels(self, y)
-            logits = logits + (self.embed(y) * h).sum(1)
-        return logits
+        return projection_logits(self, h, y)
 
 
 def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:

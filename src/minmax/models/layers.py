@@ -268,3 +268,32 @@ def truncated_normal(
 
 def upsample(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def projection_logits(D: nn.Module, h: Tensor, y: Tensor | None) -> Tensor:
+    """The projection head (Miyato & Koyama 2018): fc(h) + ⟨embed(y), h⟩ for conditional D."""
+    logits = D.fc(h).squeeze(1)
+    if D.n_classes:
+        need_labels(D, y)
+        logits = logits + (D.embed(y) * h).sum(1)
+    return logits
+
+
+def plain_kwargs(
+    arch: str, cfg, data_shape: tuple[int, ...], n_classes: int, resolutions: list[int]
+) -> tuple[dict, dict]:
+    """G and D kwargs of a family with no attention block (dcgan, resnet)."""
+    channels, resolution = image_shape(arch, data_shape, resolutions)
+    check_widths(cfg)
+    if cfg.attention_res:
+        raise UsageError(
+            f"model.attention_res={cfg.attention_res} is for arch=biggan: "
+            f"{arch} has no attention block, set model.attention_res=0"
+        )
+    classes = model_classes(cfg, n_classes)
+    shape = {"channels": channels, "resolution": resolution}
+    g = {"z_dim": cfg.z_dim, **shape, "width": cfg.g_channels, "n_classes": classes}
+    d = {**shape, "width": cfg.d_channels, "n_classes": classes}
+    g["spectral_norm"] = cfg.g_spectral_norm
+    d["spectral_norm"] = cfg.d_spectral_norm
+    return g, d

@@ -32,12 +32,11 @@ from minmax.models.layers import (
     START_SIDES,
     BatchNorm2d,
     ClassBatchNorm2d,
-    check_widths,
-    image_shape,
     maybe_sn,
-    model_classes,
     n_doublings,
     need_labels,
+    plain_kwargs,
+    projection_logits,
     upsample,
 )
 from minmax.models.registry import MODELS, ModelFamily
@@ -208,27 +207,11 @@ class ResNetDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         h = F.relu(self.blocks(x)).sum((2, 3))
-        logits = self.fc(h).squeeze(1)
-        if self.n_classes:
-            need_labels(self, y)
-            logits = logits + (self.embed(y) * h).sum(1)
-        return logits
+        return projection_logits(self, h, y)
 
 
 def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
-    channels, resolution = image_shape("resnet", data_shape, RESOLUTIONS)
-    check_widths(cfg)
-    if cfg.attention_res:
-        raise UsageError(
-            f"model.attention_res={cfg.attention_res} is for arch=biggan: "
-            "resnet has no attention block, set model.attention_res=0"
-        )
-    classes = model_classes(cfg, n_classes)
-    shape = {"channels": channels, "resolution": resolution}
-    g = {"z_dim": cfg.z_dim, **shape, "width": cfg.g_channels, "n_classes": classes}
-    d = {**shape, "width": cfg.d_channels, "n_classes": classes}
-    g["spectral_norm"] = cfg.g_spectral_norm
-    d["spectral_norm"] = cfg.d_spectral_norm
+    g, d = plain_kwargs("resnet", cfg, data_shape, n_classes, RESOLUTIONS)
     return g, d
 
 
