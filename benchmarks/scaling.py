@@ -6,11 +6,13 @@
 CPU: each preset's training iteration (n_dis D steps + 1 G step at the preset's global batch)
 timed after warm-up as 1 process × 1 thread, 1 process × 2 threads and, through ``torchrun
 --standalone --nproc_per_node=2``, 2 processes × 1 thread (each rank half the batch; batch-norm
-statistics per rank, and once more synchronised over ranks with ``train.sync_bn=true``).
-Scaling efficiency is images/s over twice the 1 × 1 figure. This machine's speed drifts by
-±15% over minutes, so the fast preset's cells are medians of 5 interleaved repeats. GPU: one
-process, the same iteration in the listed numerics. Data as in ``benchmarks/mnist.py`` (MNIST
-where present, else random pixels of the preset's shape). Every cell is a fresh process.
+statistics per rank, and once more synchronised over ranks with ``train.sync_bn=true``), and
+once more with DDP left out: the ranks then never exchange gradients (not a valid training
+run), which bounds what any tuning of the all-reduce could reach. Scaling efficiency is images/s
+over twice the 1 × 1 figure. This machine's speed drifts by ±15% over minutes, so the fast
+preset's cells are medians of 5 interleaved repeats. GPU: one process, the same iteration in the
+listed numerics. Data as in ``benchmarks/mnist.py`` (MNIST where present, else random pixels of
+the preset's shape). Every cell is a fresh process.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # (timed steps, warm-up, repeats): each cell is the median of its repeats, taken in turn
 CPU_PRESETS = {"mnist-dcgan": (20, 5, 5), "cifar10-sngan": (3, 1, 1)}
+NO_ALLREDUCE = "--no-allreduce"
 GPU_ROWS = {  # name: (preset, overrides)
     "mnist-dcgan": ("mnist-dcgan", []),
     "mnist-dcgan, batch 1024": ("mnist-dcgan", ["train.batch_size=1024"]),
@@ -54,6 +57,9 @@ def worker(args: argparse.Namespace) -> None:
     from minmax.train.loop import build_run, iteration
 
     torch.set_num_threads(args.threads)
+    if NO_ALLREDUCE in args.overrides:  # the bound: ranks compute alone, nothing is exchanged
+        args.overrides.remove(NO_ALLREDUCE)
+        distributed.wrap = lambda module, d: module
     cfg = resolve(args.preset, overrides=args.overrides)
     d = distributed.setup(cfg.train.device)
     source, data = bench_source(cfg)
@@ -100,19 +106,20 @@ def cpu(args: argparse.Namespace) -> None:
     print(f"# CPU, {os.cpu_count()} cores; images/s of training iterations after warm-up")
     print("| preset | data | batch | 1 proc × 1 thread | 1 proc × 2 threads | "
           "2 procs × 1 thread | 2 procs vs 1 × 2 | efficiency vs 2 × (1 × 1) | "
-          "2 procs × 1 thread, sync_bn |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "2 procs × 1 thread, sync_bn | 2 procs × 1 thread, no all-reduce (bound) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         steps, warmup, repeats = CPU_PRESETS.get(preset, (10, 2, 1))
-        configs = [(1, 1, []), (1, 2, []), (2, 1, []), (2, 1, ["train.sync_bn=true"])]
+        configs = [(1, 1, []), (1, 2, []), (2, 1, []), (2, 1, ["train.sync_bn=true"]),
+                   (2, 1, [NO_ALLREDUCE])]  # fmt: skip
         runs = [[] for _ in configs]
         for _ in range(repeats):  # interleaved, so a slow spell of the machine hits all alike
             for cell, (procs, threads, extra) in zip(runs, configs, strict=True):
                 cell.append(measure(preset, steps, warmup, procs, threads, extra))
-        a, b, c, e = (statistics.median(r["images_per_s"] for r in cell) for cell in runs)
+        a, b, c, e, f = (statistics.median(r["images_per_s"] for r in cell) for cell in runs)
         first = runs[0][0]
         print(f"| {preset} | {first['data']} | {first['batch']} | {a:.1f} | {b:.1f} | {c:.1f} | "
-              f"{c / b:.2f}× | {c / (2 * a):.0%} | {e:.1f} |", flush=True)  # fmt: skip
+              f"{c / b:.2f}× | {c / (2 * a):.0%} | {e:.1f} | {f:.1f} |", flush=True)  # fmt: skip
 
 
 def gpu(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ file whose hash the test pins.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import urllib.error
@@ -98,6 +99,19 @@ def test_extractor_end_to_end_on_small_grayscale(net):
     assert probs.shape == (3, 1008)
     np.testing.assert_allclose(probs.sum(1), 1.0)
     assert extractor.describe()["weights_sha256"] == WEIGHTS_SHA256
+
+
+def test_channels_last_extraction_matches_the_plain_layout(net):
+    """The extractor runs NHWC for speed; the features are those of the NCHW forward."""
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    plain = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    extractor = InceptionExtractor(net)
+    with torch.no_grad():
+        expected = plain(extractor.prepare(images))[0].double().numpy()
+    features, _ = extractor.run(images)
+    scale = np.abs(expected).max()
+    assert scale > 0
+    np.testing.assert_allclose(features / scale, expected / scale, atol=1e-5)
 
 
 def naive_tf1_resize(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
