@@ -71,6 +71,9 @@ def test_config_file_round_trips_and_rejects_unknown_keys(tmp_path):
     path.write_text("train:\n  lr: 0.1\n")
     with pytest.raises(UsageError, match="unknown config key 'train.lr'"):
         C.resolve(config_file=path)
+    path.write_text('"tr\\nain": {}\n')  # a key with a line break: the error stays one line
+    with pytest.raises(UsageError, match=r"unknown config key 'tr\\nain'"):
+        C.resolve(config_file=path)
     path.write_text("train: [1, 2]\n")
     with pytest.raises(UsageError, match="is a section"):
         C.resolve(config_file=path)

@@ -92,6 +92,8 @@ class TrainConfig:
     beta2: float = 0.999
     ema_beta: float = 0.99  # G_ema decay per G step; 0 = no averaging (G_ema = G)
     ema_warmup_kimg: float = 0.0  # G_ema copies G until then (early G moves too fast to average)
+    ema_bn_samples: int = 4096  # G_ema's batch-norm statistics re-estimated from this many
+    # samples before it is saved or shown (its own weights, not G's statistics); 0 = copy G's
     seed: int = 0
     threads: int = 0  # torch intra-op threads, 0 = torch's default
     log_every_steps: int = 200
@@ -171,13 +173,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data or {}
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (a newline shows as \\n)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def from_dict(data: dict[str, Any], cls: type = Config, where: str = "") -> Any:
     """Build a dataclass tree from nested dicts, rejecting unknown keys."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        path = f"{where}{key}"
+        path = _printable(f"{where}{key}")  # errors stay one line whatever the key holds
         if not isinstance(key, str):
             raise UsageError(f"config key '{path}' is not a name: write keys as text")
         if key not in fields:
@@ -285,6 +292,7 @@ def validate(cfg: Config) -> Config:
         "loss.r2_gamma": lo.r2_gamma,
         "loss.gp_weight": lo.gp_weight,
         "train.threads": t.threads,
+        "train.ema_bn_samples": t.ema_bn_samples,
         "eval.every_kimg": e.every_kimg,
     }
     for key, value in non_negative.items():

@@ -299,3 +299,24 @@ def test_truncated_normal_without_threshold_is_plain_normal(threshold):
 def test_truncated_normal_rejects_negative_threshold():
     with pytest.raises(UsageError, match="positive"):
         truncated_normal(4, 4, -1.0, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("side", [7, 8])
+def test_attention_attends_over_pooled_keys_and_values(side):
+    """o_i = Σ_j softmax_j(q_i · k_j) v_j with k, v 2×2 max-pooled (BigGAN), odd sides kept."""
+    torch.manual_seed(0)
+    att = SelfAttention(16)
+    with torch.no_grad():
+        att.gamma.fill_(0.5)
+    x = torch.randn(2, 16, side, side)
+    q = att.f(x).flatten(2)
+    k, v = (torch.nn.functional.max_pool2d(m(x), 2, ceil_mode=True) for m in (att.g, att.h))
+    assert k.shape[-1] == (side + 1) // 2
+    k, v = k.flatten(2), v.flatten(2)
+    expected = torch.empty(2, 16, side * side)
+    for n in range(2):
+        for i in range(side * side):
+            weights = torch.softmax(q[n, :, i] @ k[n], dim=0)
+            expected[n, :, i] = v[n] @ weights
+    out = att(x)
+    torch.testing.assert_close(out, x + 0.5 * expected.view_as(x), rtol=1e-5, atol=1e-5)

@@ -42,7 +42,7 @@ from minmax.train.checkpoint import (
     write_json,
 )
 from minmax.train.distributed import Dist
-from minmax.train.ema import update_ema
+from minmax.train.ema import Latents, recompute_batch_norm, update_ema
 from minmax.train.fingerprint import fingerprint
 from minmax.train.health import Health, nonfinite
 from minmax.train.lock import RunLock
@@ -51,6 +51,7 @@ from minmax.train.snapshots import Snapshots
 from minmax.train.steps import Engine, Slice, d_step, draw, g_step, new_latents
 
 LOCAL_SEED_OFFSET = 1_000_003  # per-rank streams (augmentation, GP) never share the main one
+EMA_BN_SEED_OFFSET = 30_000  # the latents G_ema's batch-norm statistics are estimated from
 STOP_REASONS = [None, "max_minutes", "signal"]  # codes agreed on by all ranks
 
 
@@ -129,10 +130,24 @@ def compiler(enabled: bool, device: torch.device) -> Callable[[nn.Module], nn.Mo
     return compile_unless_sn
 
 
+def slow_bf16(device: torch.device) -> bool:
+    """Whether bf16 would be emulated here: a CPU without native bf16 (AVX512-BF16 or AMX)
+    runs it far slower than fp32, the opposite of why a preset asks for it."""
+    if device.type != "cpu":
+        return False
+    try:
+        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return True
+
+
 def make_engine(G: nn.Module, D: nn.Module, t: TrainConfig, d: Dist) -> Engine:
     """The callables the steps use: DDP-wrapped where gradients must be all-reduced,
     compiled where asked, in bf16 autocast when ``train.precision`` says so."""
     bf16 = t.precision == "bf16"
+    if bf16 and d.is_main and slow_bf16(d.device):
+        print("minmax: train.precision=bf16 but this CPU has no native bf16: training may be "
+              "slower than with train.precision=fp32", file=sys.stderr)  # fmt: skip
     fast = compiler(t.compile, d.device)
     G_fast, D_fast = fast(G), fast(D)
     if d.enabled:  # the updated copies all-reduce their gradients
@@ -174,12 +189,25 @@ class Run:
     part: Slice | None = None
     keep: int = 3  # checkpoints kept (train.keep_checkpoints), besides the best
     lr_scale: float = 1.0  # lowered by each rollback after a divergence; saved, resumed
+    ema_latents: Latents | None = None  # (n, rng) -> G's inputs, for G_ema's BN statistics
+    ema_bn_samples: int = 0  # train.ema_bn_samples
+    ema_bn_seed: int = 0
+    ema_fresh: int | None = None  # images_seen when G_ema's statistics were last recomputed
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_G, "D": self.opt_D}
+
+    def ema_for_use(self) -> nn.Module:
+        """G_ema with batch-norm statistics estimated for its own weights (at most once per
+        step); what grids, scores, checkpoints and the final report see."""
+        if self.ema_latents and self.ema_bn_samples and self.ema_fresh != self.count.images_seen:
+            seed, n = self.ema_bn_seed, self.ema_bn_samples
+            recompute_batch_norm(self.G_ema, self.ema_latents, n, seed)
+            self.ema_fresh = self.count.images_seen
+        return self.G_ema
 
     def save(
         self,
@@ -196,6 +224,7 @@ class Run:
         the one with the lowest ``score`` (e.g. an FID); ``fingerprint`` is what a resume
         must match (minmax.train.fingerprint)."""
         c = self.count
+        self.ema_for_use()
         local_states = local_states or [self.local_rng.get_state()]
         rng = {"loop": self.rng.get_state()}
         rng.update({f"local/{r}": state for r, state in enumerate(local_states)})
@@ -232,6 +261,7 @@ class Run:
             self.local_rng.set_state(rng_states[f"local/{rank}"])
         self.count = Counters(state["step"], state["images_seen"])
         self.lr_scale = state.get("lr_scale", 1.0)
+        self.ema_fresh = None
         return folder
 
 
@@ -247,12 +277,23 @@ def build_run(cfg: Config, source: Source, d: Dist | None = None) -> Run:
     fmt = torch.channels_last if t.channels_last and len(source.shape) == 3 else None
     G, D = (m.to(d.device, memory_format=fmt) if fmt else m.to(d.device) for m in (G, D))
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    for module in G_ema.modules():  # only rank 0 re-estimates G_ema's statistics: never sync
+        if isinstance(module, BatchNorm2d):
+            module.sync = False
     rng = torch.Generator().manual_seed(t.seed)
     local_rng = torch.Generator().manual_seed(t.seed + LOCAL_SEED_OFFSET * (d.rank + 1))
     opt_G, opt_D = make_adam(G, t.lr_g, t), make_adam(D, t.lr_d, t)
     engine = make_engine(G, D, t, d)
+    conditional = getattr(G, "n_classes", 0) > 0
+
+    def ema_latents(n: int, gen: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        z = torch.randn(n, cfg.model.z_dim, generator=gen)
+        y = source.sample_labels(n, gen) if conditional else None
+        return z.to(d.device), None if y is None else y.to(d.device)
+
     return Run(G, D, G_ema, spec, opt_G, opt_D, rng, Counters(), local_rng, engine, part,
-               t.keep_checkpoints)  # fmt: skip
+               t.keep_checkpoints, ema_latents=ema_latents, ema_bn_samples=t.ema_bn_samples,
+               ema_bn_seed=t.seed + EMA_BN_SEED_OFFSET)  # fmt: skip
 
 
 def iteration(
@@ -407,11 +448,12 @@ def _train(
                 continue
             # Sample grid (rank 0) and checkpoint.
             if snapshots is not None:
-                snapshots.maybe(run.G_ema, count, log)
+                snapshots.maybe(run.ema_for_use, count, log)
             if due:
                 save(run, run_dir, d, fp, snapshots and snapshots.score)
                 if snapshots is not None and count.kimg >= max(t.ema_warmup_kimg, t.kimg / 10):
-                    warn(log, count, health.collapse(*snapshots.spread_check(run.G_ema, count)))
+                    spread = snapshots.spread_check(run.ema_for_use(), count)
+                    warn(log, count, health.collapse(*spread))
                 next_checkpoint += t.checkpoint_every_kimg * 1000
     finally:
         bar.close()
@@ -422,7 +464,7 @@ def _train(
     summary = {"kind": "final", "step": count.step, "kimg": count.kimg,
                "seconds": round(seconds, 2), "stopped_by": stop_reason}  # fmt: skip
     if log is not None:
-        summary.update(snapshots.final(run.G_ema, run.D, count, log))
+        summary.update(snapshots.final(run.ema_for_use(), run.D, count, log))
         log.write(summary)
         log.close()
     return summary

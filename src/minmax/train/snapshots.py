@@ -8,6 +8,7 @@ exact mode metrics and plots (``minmax.toy_report``).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -65,9 +66,10 @@ class Snapshots:
         real, _ = self.source.sample(len(fake), torch.Generator().manual_seed(count.step))
         return fake, real
 
-    def maybe(self, G_ema: nn.Module, count, log) -> None:
+    def maybe(self, G_ema: Callable[[], nn.Module], count, log) -> None:
         """Write ``grids/kimgNNNNNN.NNN.png`` when the run has passed the next grid mark,
-        and score G_ema when it has passed the next ``eval.every_kimg`` mark."""
+        and score G_ema when it has passed the next ``eval.every_kimg`` mark. ``G_ema()``
+        readies the network (batch-norm statistics), so it is called only when one is due."""
         if self.scorer is not None:
             self.scorer.maybe(G_ema, count, log)
         if self.every is None:
@@ -76,7 +78,7 @@ class Snapshots:
             self.next = (count.images_seen // self.every + 1) * self.every
         if count.images_seen >= self.next:
             path = self.run_dir / "grids" / f"kimg{count.kimg:010.3f}.png"
-            images = self.grid(G_ema, path)
+            images = self.grid(G_ema(), path)
             log.image("samples", make_grid(images, self.n_cols), count)
             self.next += self.every
 
@@ -113,13 +115,13 @@ class Scorer:
         self.next = None
         self.last: float | None = None  # the first metric's latest value: ranks checkpoints
 
-    def maybe(self, G_ema: nn.Module, count, log) -> None:
+    def maybe(self, G_ema: Callable[[], nn.Module], count, log) -> None:
         if self.every is None:
             return
         if self.next is None:
             self.next = (count.images_seen // self.every + 1) * self.every
         if count.images_seen >= self.next:
-            self.score(G_ema, count, log)
+            self.score(G_ema(), count, log)
             self.next += self.every
 
     def score(self, G_ema: nn.Module, count, log) -> list[dict]:
