@@ -54,7 +54,9 @@ def bench_source(cfg):
     return source, f"random {channels}x{side}x{side}"
 
 
-def time_preset(preset: str, steps: int, warmup: int, threads: int) -> dict:
+def time_preset(
+    preset: str, steps: int, warmup: int, threads: int, overrides: list[str] = ()
+) -> dict:
     """Images/s of the loop's iteration for ``preset`` (runs in the child process)."""
     import torch
 
@@ -64,7 +66,7 @@ def time_preset(preset: str, steps: int, warmup: int, threads: int) -> dict:
     from minmax.train.loop import build_run, iteration
 
     torch.set_num_threads(threads)
-    cfg = resolve(preset)
+    cfg = resolve(preset, overrides=list(overrides))
     source, data = bench_source(cfg)
     t, objective = cfg.train, get_objective(cfg.loss.objective)
     run = build_run(cfg, source)
@@ -86,16 +88,20 @@ def time_preset(preset: str, steps: int, warmup: int, threads: int) -> dict:
         "params_D": n_params["D"],
         "images_per_s": steps * t.n_dis * t.batch_size / seconds,
         "ms_per_iteration": 1000 * seconds / steps,
+        "precision": f"{t.precision}{' NHWC' if t.channels_last else ''}",
     }
 
 
 def speed(args: argparse.Namespace) -> None:
-    print(f"# torch threads {args.threads}, {args.steps} timed iterations after {args.warmup}")
-    print(f"{'preset':<16}{'arch':<8}{'data':<16}{'batch':>6}{'n_dis':>6}{'G params':>10}"
-          f"{'D params':>10}{'img/s':>9}{'ms/iter':>9}{'peak MiB':>10}")  # fmt: skip
+    extra = f", overrides {' '.join(args.overrides)}" if args.overrides else ""
+    print(f"# torch threads {args.threads}, {args.steps} timed iterations after {args.warmup}"
+          f"{extra}")  # fmt: skip
+    print(f"{'preset':<16}{'arch':<8}{'data':<16}{'numerics':<11}{'batch':>6}{'n_dis':>6}"
+          f"{'G params':>10}{'D params':>10}{'img/s':>9}{'ms/iter':>9}"
+          f"{'peak MiB':>10}")  # fmt: skip
     for preset in args.presets:
         cmd = [sys.executable, __file__, "_time", preset, str(args.steps), str(args.warmup),
-               str(args.threads)]  # fmt: skip
+               str(args.threads), *args.overrides]  # fmt: skip
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         out = child.stdout.read()
         _, status, usage = os.wait4(child.pid, 0)
@@ -104,8 +110,8 @@ def speed(args: argparse.Namespace) -> None:
             continue
         r = json.loads(out.strip().splitlines()[-1])
         peak = usage.ru_maxrss / 1024  # KiB on Linux
-        print(f"{preset:<16}{r['arch']:<8}{r['data']:<16}{r['batch']:>6}{r['n_dis']:>6}"
-              f"{r['params_G']:>10,}{r['params_D']:>10,}{r['images_per_s']:>9.0f}"
+        print(f"{preset:<16}{r['arch']:<8}{r['data']:<16}{r['precision']:<11}{r['batch']:>6}"
+              f"{r['n_dis']:>6}{r['params_G']:>10,}{r['params_D']:>10,}{r['images_per_s']:>9.0f}"
               f"{r['ms_per_iteration']:>9.1f}{peak:>10.0f}")  # fmt: skip
 
 
@@ -169,6 +175,7 @@ def main() -> None:
     s.add_argument("--steps", type=int, default=30)
     s.add_argument("--warmup", type=int, default=5)
     s.add_argument("--threads", type=int, default=2)
+    s.add_argument("overrides", nargs="*", help="key=value overrides for every preset")
     r = sub.add_parser("race")
     r.add_argument("--preset", default="mnist-dcgan")
     r.add_argument("--minutes", type=float, default=10.0)
@@ -183,9 +190,11 @@ def main() -> None:
     t.add_argument("steps", type=int)
     t.add_argument("warmup", type=int)
     t.add_argument("threads", type=int)
+    t.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     if args.command == "_time":
-        print(json.dumps(time_preset(args.preset, args.steps, args.warmup, args.threads)))
+        timed = time_preset(args.preset, args.steps, args.warmup, args.threads, args.overrides)
+        print(json.dumps(timed))
     elif args.command == "speed":
         speed(args)
     elif args.command == "race":

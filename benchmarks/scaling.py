@@ -38,8 +38,8 @@ GPU_ROWS = {  # name: (preset, overrides)
     "cifar10-biggan": ("cifar10-biggan", []),
 }
 GPU_VARIANTS = {
-    "fp32": ["train.precision=fp32"],
-    "bf16": ["train.precision=bf16"],
+    "fp32": ["train.precision=fp32", "train.channels_last=false"],
+    "bf16": ["train.precision=bf16", "train.channels_last=false"],
     "bf16+NHWC": ["train.precision=bf16", "train.channels_last=true"],
     "bf16+NHWC+compile": ["train.precision=bf16", "train.channels_last=true", "train.compile=true"],
 }
