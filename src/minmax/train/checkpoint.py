@@ -362,5 +362,21 @@ def load_training(
     tensors = load_file(str(folder / "training.safetensors"))
     for name, opt in optimizers.items():
         opt.load_state_dict(_optimizer_unflat(name, tensors, state["optimizers"][name]))
+        _match_layouts(opt)
     rng = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("rng/")}
     return state, rng
+
+
+def _match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give each per-parameter state tensor (Adam's moments) its parameter's memory layout.
+
+    Files hold contiguous tensors; a channels-last run's weights are NHWC. With mixed layouts
+    the resumed steps computed different numbers (measured: a resumed channels-last run drifted
+    from the uninterrupted one), so resume would no longer be exact.
+    """
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, value in opt.state.get(p, {}).items():
+                moment = torch.is_tensor(value) and value.shape == p.shape
+                if moment and value.stride() != p.stride():
+                    opt.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
