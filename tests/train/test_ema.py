@@ -88,10 +88,10 @@ def test_recompute_is_deterministic_and_can_be_off():
 
 def test_update_ema_averages_weights_and_copies_buffers():
     G, G_ema = averaged_generator()
+    start = {name: p.clone() for name, p in G_ema.named_parameters()}
     update_ema(G_ema, G, 0.75)
     for (name, p), q in zip(G_ema.named_parameters(), G.parameters(), strict=True):
-        start = dict(averaged_generator()[1].named_parameters())[name]
-        assert torch.allclose(p, 0.75 * start + 0.25 * q)
+        assert torch.allclose(p, 0.75 * start[name] + 0.25 * q)
     for x, y in zip(G_ema.buffers(), G.buffers(), strict=True):
         assert torch.equal(x, y)
 
