@@ -41,11 +41,12 @@ def reference(preset: str, first_seed: int, seeds: int) -> None:
     ]
     hq = [r.hq_fraction for r in reports]
     kl = [r.reverse_kl for r in reports]
+    spread = statistics.mean(r.spread for r in reports)
     print(
         f"{preset} reference, {seeds} draws of {cfg.eval.n_samples} samples of P itself: "
         f"modes worst {min(r.modes_captured for r in reports)}/{reports[0].n_modes} | "
         f"HQ mean {100 * statistics.mean(hq):.2f}% worst {100 * min(hq):.2f}% | "
-        f"rev-KL mean {statistics.mean(kl):.4f} worst {max(kl):.4f}",
+        f"rev-KL mean {statistics.mean(kl):.4f} worst {max(kl):.4f} | spread mean {spread:.3f}",
         flush=True,
     )
 
@@ -77,13 +78,14 @@ def main() -> int:
             print(
                 f"{preset} seed {seed}: modes {summary['modes_captured']}/{summary['n_modes']}"
                 f"  HQ {100 * summary['hq_fraction']:.2f}%  rev-KL {summary['reverse_kl']:.4f}"
-                f"  kimg {summary['kimg']:.0f}  wall {wall:.1f} s",
+                f"  spread {summary['spread']:.3f}  kimg {summary['kimg']:.0f}  wall {wall:.1f} s",
                 flush=True,
             )
         modes = [s["modes_captured"] for _, s, _ in rows]
         hq = [s["hq_fraction"] for _, s, _ in rows]
         kl = [s["reverse_kl"] for _, s, _ in rows]
         walls = [w for _, _, w in rows]
+        spread = statistics.mean(s["spread"] for _, s, _ in rows)
         n_modes, hq_min, kl_max = TARGETS.get(preset, (rows[0][1]["n_modes"], 0.0, float("inf")))
         ok = min(modes) >= n_modes and min(hq) >= hq_min and max(kl) <= kl_max
         ok = ok and max(walls) <= 60
@@ -92,8 +94,9 @@ def main() -> int:
             f"{preset} over {len(rows)} seeds: modes mean {statistics.mean(modes):.2f} "
             f"worst {min(modes)}/{n_modes} | HQ mean {100 * statistics.mean(hq):.2f}% "
             f"worst {100 * min(hq):.2f}% | rev-KL mean {statistics.mean(kl):.4f} "
-            f"worst {max(kl):.4f} | wall mean {statistics.mean(walls):.1f} s "
-            f"max {max(walls):.1f} s | target {'met' if ok else 'NOT met'}",
+            f"worst {max(kl):.4f} | spread mean {spread:.3f} | "
+            f"wall mean {statistics.mean(walls):.1f} s max {max(walls):.1f} s | "
+            f"target {'met' if ok else 'NOT met'}",
             flush=True,
         )
     return 0 if all_ok else 1

@@ -258,6 +258,7 @@ def _print_summary(summary: dict) -> None:
         "n_modes",
         "hq_fraction",
         "reverse_kl",
+        "spread",
     ]
     width = max(map(len, keys))
     for key in keys:

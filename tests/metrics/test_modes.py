@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -21,7 +22,8 @@ def offset(mixture: GaussianMixture, mode: int, n_std: float, angle: float = 0.7
 def test_samples_at_every_mean():
     mixture = ring()
     report = mode_report(mixture.means.repeat(5, 1).float(), mixture)
-    assert report == ModeReport(
+    assert report.spread < 1e-5  # float32 rounding of the means, in stds
+    assert dataclasses.replace(report, spread=0.0) == ModeReport(
         n_samples=40, n_modes=8, modes_captured=8, hq_fraction=1.0, reverse_kl=0.0, counts=[5] * 8
     )
 
@@ -80,6 +82,15 @@ def test_true_samples_on_the_grid():
     keep = nearest_distance <= 3 * 0.05
     assert report.counts == torch.bincount(nearest[keep], minlength=25).tolist()
 
+    # Spread: E[r^2 | r <= 3] = (2 - 11 e^(-9/2)) / (1 - e^(-9/2)) for r the distance in stds.
+    truncated = (2 - 11 * math.exp(-4.5)) / (1 - math.exp(-4.5))
+    assert report.spread == pytest.approx(math.sqrt(truncated / 2), abs=0.005)
+    # Pulled halfway to their means, the samples are half as wide and (nearly) all HQ.
+    nearest_mean = mixture.means[nearest].float()
+    tight = mode_report(nearest_mean + 0.5 * (samples - nearest_mean), mixture)
+    assert tight.spread == pytest.approx(0.5, abs=0.005)
+    assert tight.hq_fraction > 0.9999
+
 
 def test_as_dict_carries_the_protocol():
     mixture = ring()
@@ -91,6 +102,7 @@ def test_as_dict_carries_the_protocol():
         "hq_fraction": 1.0,
         "reverse_kl": 0.0,
         "counts": [1] * 8,
+        "spread": 0.0,
         "n_std": 3.0,
     }
 
