@@ -7,7 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from minmax.config import ModelConfig
 from minmax.errors import UsageError
+from minmax.models import build_networks
+from minmax.models.codes import code_prior
 from minmax.sample import generate, interpolate, save_samples, slerp
 
 
@@ -67,3 +70,16 @@ def test_save_images_by_suffix(tmp_path):
         save_samples(x, tmp_path / "each")
     with pytest.raises(UsageError, match=".png"):
         save_samples(x, tmp_path / "x.jpg")
+
+
+def test_truncation_spares_the_code_coordinate_of_a_coded_generator():
+    torch.manual_seed(0)
+    G = build_networks(ModelConfig(z_dim=3, codes=8, g_width=8, g_depth=1), (2,))[0]
+    prior = code_prior(G)
+    seen = []
+    prior.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    generate(G, 4000, truncation=0.5)
+    z = torch.cat(seen)
+    assert z[:, 1:].abs().max() <= 0.5  # the continuous part is truncated ...
+    codes = torch.bincount(prior.code_of(z), minlength=8)
+    assert (codes > 0).all()  # ... while every code, the outer ones too, is still drawn

@@ -41,6 +41,9 @@ class DataConfig:
 class ModelConfig:
     arch: str = "mlp"
     z_dim: int = 2
+    # a discrete latent for data in separate pieces (mlp): z[:, 0] picks one of `codes` codes,
+    # drawn with shares learned from D (minmax.models.codes); 0 = off
+    codes: int = 0
     g_width: int = 128
     g_depth: int = 5  # hidden layers
     g_activation: str = "relu"  # relu | leaky_relu
@@ -92,6 +95,7 @@ class TrainConfig:
     beta2: float = 0.999
     ema_beta: float = 0.99  # G_ema decay per G step; 0 = no averaging (G_ema = G)
     ema_warmup_kimg: float = 0.0  # G_ema copies G until then (early G moves too fast to average)
+    code_rate: float = 0.01  # step of G's code shares per G step (model.codes > 0), 0 = fixed
     ema_bn_samples: int = 4096  # G_ema's batch-norm statistics re-estimated from this many
     # samples before it is saved or shown (its own weights, not G's statistics); 0 = copy G's
     seed: int = 0
@@ -293,6 +297,7 @@ def validate(cfg: Config) -> Config:
         "loss.gp_weight": lo.gp_weight,
         "train.threads": t.threads,
         "train.ema_bn_samples": t.ema_bn_samples,
+        "train.code_rate": t.code_rate,
         "eval.every_kimg": e.every_kimg,
     }
     for key, value in non_negative.items():
@@ -305,6 +310,8 @@ def validate(cfg: Config) -> Config:
     }.items():
         if not 0 <= value < 1:
             raise UsageError(f"'{key}' must be in [0, 1), got {value}")
+    if m.codes < 0 or m.codes == 1:
+        raise UsageError(f"'model.codes' must be 0 (off) or at least 2, got {m.codes}")
     if t.on_nonfinite not in ("stop", "rollback"):
         hint = did_you_mean(t.on_nonfinite, ["stop", "rollback"])
         raise UsageError(f"unknown train.on_nonfinite '{t.on_nonfinite}': {hint}")

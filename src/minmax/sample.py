@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from minmax.errors import UsageError
 from minmax.models import rebuild
+from minmax.models.codes import code_prior
 from minmax.models.layers import truncated_normal
 from minmax.train.checkpoint import find_checkpoint, load_module, read_spec
 
@@ -56,7 +57,8 @@ def generate(
     """n samples x = G(z, y) and their classes y (None for unconditional G), from ``seed``.
 
     ``truncation`` (BigGAN's trick) redraws z entries beyond ±truncation: fewer odd samples,
-    less variety. Classes are uniform unless ``class_index`` fixes one.
+    less variety. It spares a discrete code's coordinate, which would otherwise drop the codes
+    at the ends. Classes are uniform unless ``class_index`` fixes one.
     """
     if n <= 0:
         raise UsageError(f"--n must be positive, got {n}")
@@ -64,6 +66,8 @@ def generate(
         raise UsageError(f"--truncation must be positive, got {truncation}")
     rng = torch.Generator().manual_seed(seed)
     z = truncated_normal(n, G.z_dim, truncation, rng)
+    if truncation is not None and code_prior(G) is not None:
+        z[:, 0] = torch.randn(n, generator=rng)
     y = _labels(G, n, class_index, rng)
     device = next(G.parameters(), torch.empty(0)).device
     blocks = [

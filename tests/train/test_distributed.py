@@ -22,11 +22,14 @@ from minmax.train.distributed import Dist
 from minmax.train.loop import check_batch, train
 from minmax.train.steps import Slice
 
-# 10 G steps of 64 (32 per rank), lazy R1 every 2nd D step: the double backward runs under DDP.
+# 10 G steps of 64 (32 per rank), lazy R1 every 2nd D step: the double backward runs under DDP;
+# a discrete latent code whose learned shares feed on statistics summed over the ranks.
 TOY = [
     "model.g_width=16",
     "model.d_width=16",
     "model.z_dim=4",
+    "model.codes=4",
+    "train.code_rate=0.1",
     "train.batch_size=64",
     "train.kimg=0.64",
     "train.lr_schedule=constant",

@@ -72,16 +72,20 @@ def _tensors(run):
     return {n: load_file(str(folder / f"{n}.safetensors")) for n in ("G", "D", "G_ema")}
 
 
-def test_resume_continues_bit_identically(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["model.codes=4", "train.code_rate=0.1"]])
+def test_resume_continues_bit_identically(tmp_path, extra):
     # A constant schedule: a decaying one is laid over train.kimg, which the resume extends.
     straight, pieces = tmp_path / "straight", tmp_path / "pieces"
-    train(tiny("train.kimg=3", "train.lr_schedule=constant"), straight, progress=False)
-    train(tiny("train.kimg=1.2", "train.lr_schedule=constant"), pieces, progress=False)
-    train(tiny("train.kimg=3", "train.lr_schedule=constant"), pieces, resume=True, progress=False)
+    const = ["train.lr_schedule=constant", *extra]
+    train(tiny("train.kimg=3", *const), straight, progress=False)
+    train(tiny("train.kimg=1.2", *const), pieces, progress=False)
+    train(tiny("train.kimg=3", *const), pieces, resume=True, progress=False)
     a, b = _tensors(straight), _tensors(pieces)
     for net in a:
         for key in a[net]:
             assert torch.equal(a[net][key], b[net][key]), (net, key)
+    if extra:  # the learned code shares moved, and were saved and restored with G
+        assert not torch.equal(a["G"]["prior.logits"], torch.zeros(4))
     state = json.loads((find_checkpoint(pieces) / "state.json").read_text())
     assert (
         state["images_seen"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from minmax.errors import UsageError
+from minmax.models.codes import CodePrior
 from minmax.models.registry import MODELS, ModelFamily
 from minmax.registry import did_you_mean
 
@@ -30,18 +31,34 @@ def _mlp(in_dim: int, width: int, depth: int, out_dim: int, activation: str) -> 
 
 
 class MLPGenerator(nn.Module):
-    """x = G(z), z ~ N(0, I_z_dim)."""
+    """x = G(z), z ~ N(0, I_z_dim); with ``codes`` > 0, z[:, 0] picks a discrete code
+    (``minmax.models.codes``) and z[:, 1:] is the continuous latent."""
 
     def __init__(
-        self, z_dim: int, out_dim: int, width: int, depth: int, activation: str = "relu"
+        self,
+        z_dim: int,
+        out_dim: int,
+        width: int,
+        depth: int,
+        activation: str = "relu",
+        codes: int = 0,
     ) -> None:
         super().__init__()
+        if codes and (z_dim < 2 or depth < 1):
+            raise UsageError(
+                f"model.codes needs model.z_dim >= 2 (z[:, 0] picks the code) and "
+                f"model.g_depth >= 1, got z_dim {z_dim}, g_depth {depth}"
+            )
         self.z_dim = z_dim
         self.n_classes = 0
-        self.net = _mlp(z_dim, width, depth, out_dim, activation)
+        self.net = _mlp(z_dim - 1 if codes else z_dim, width, depth, out_dim, activation)
+        self.prior = CodePrior(codes, width) if codes else None
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.net(z)
+        if self.prior is None:
+            return self.net(z)
+        z, code = self.prior(z)
+        return self.net[1:](self.net[0](z) + code)
 
 
 class MLPDiscriminator(nn.Module):
@@ -66,6 +83,7 @@ def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict,
         "width": cfg.g_width,
         "depth": cfg.g_depth,
         "activation": cfg.g_activation,
+        "codes": cfg.codes,
     }
     d = {"in_dim": dim, "width": cfg.d_width, "depth": cfg.d_depth, "activation": cfg.d_activation}
     return g, d

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from minmax.errors import UsageError
 from minmax.registry import Registry
 
 
@@ -37,6 +38,8 @@ def build_networks(
     """Build G and D for ``cfg.arch``; also return the spec that rebuilds them."""
     family = MODELS.get(cfg.arch)
     g_kwargs, d_kwargs = family.kwargs(cfg, data_shape, n_classes)
+    if getattr(cfg, "codes", 0) and "codes" not in g_kwargs:
+        raise UsageError(f"model.codes works with model.arch=mlp only, got arch '{cfg.arch}'")
     spec = {"arch": cfg.arch, "G": g_kwargs, "D": d_kwargs}
     return family.generator(**g_kwargs), family.discriminator(**d_kwargs), spec
 

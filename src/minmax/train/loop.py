@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from minmax.config import Config, TrainConfig, to_yaml
 from minmax.data.sources import Source, resolve_data
 from minmax.errors import DivergenceError, UsageError
 from minmax.models import build_networks
+from minmax.models.codes import code_prior
 from minmax.models.layers import BatchNorm2d
 from minmax.objectives import Objective, get_objective
 from minmax.train import distributed
@@ -307,7 +309,9 @@ def iteration(
         loss_D = d_step(e, objective, cfg.loss, batches, run.opt_D, run.local_rng, regularize,
                         augment)  # fmt: skip
     batches = new_latents(batches, source, t.batch_size, z_dim, rng, run.part, e)
-    loss_G = g_step(e, objective, batches, run.opt_G, augment, cfg.loss.ortho_reg)
+    prior = code_prior(run.G)
+    observe = partial(prior.observe, rate=t.code_rate) if prior and t.code_rate else None
+    loss_G = g_step(e, objective, batches, run.opt_G, augment, cfg.loss.ortho_reg, observe)
     return loss_D, loss_G
 
 
@@ -359,7 +363,11 @@ def train(
     lock = RunLock(run_dir) if d.is_main else contextlib.nullcontext()  # one run per folder
     try:
         with lock, StopSignals() as signals:
-            return _train(cfg, Path(run_dir), resume, progress, source, d, signals)
+            summary = _train(cfg, Path(run_dir), resume, progress, source, d, signals)
+        # Leave together: a rank that tore its process group down while rank 0 was still
+        # writing the report sometimes died at exit in gloo ("terminate called ..."; SIGABRT).
+        distributed.barrier(d)
+        return summary
     finally:
         distributed.teardown(d)
 

@@ -136,8 +136,12 @@ def g_step(
     opt_G: torch.optim.Optimizer,
     augment: Callable[[Tensor], Tensor] | None = None,
     ortho_reg: float = 0.0,
+    observe: Callable[[Tensor, Tensor], None] | None = None,
 ) -> Tensor:
     """One G update against a fixed D; returns G's loss (without the ortho penalty).
+
+    ``observe(z, logits_fake)``, when given, sees each micro-batch's latents and D's detached
+    verdict on them (G's learned code prior feeds on it).
 
     ``backward(inputs=...)`` accumulates gradients into G's weights only: D's stay untouched
     and nobody has to toggle ``requires_grad`` back and forth.
@@ -155,6 +159,8 @@ def g_step(
                     with torch.no_grad():
                         logits_real = e.D(T(b.real), b.y_real).float()
             loss = objective.g_loss(logits_real, logits_fake.float())
+            if observe is not None:
+                observe(b.z, logits_fake.detach().float())
             total = loss + ortho_reg * orthogonal_penalty(e.G) if ortho_reg else loss
             (total / len(batches)).backward(inputs=params)
         losses.append(loss.detach())

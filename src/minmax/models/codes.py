@@ -1,0 +1,79 @@
+"""A discrete latent code with a learned prior: G for data made of separate pieces.
+
+A continuous G fed a connected latent (a Gaussian) makes a connected set of samples, so between
+separate modes it must leave bridges of samples that land nowhere (Khayatkhoei et al. 2018;
+Tanielian et al. 2020). Here z's first coordinate picks one of K codes (its normal CDF, cut into
+K bins), each code adds its own learned vector to G's first hidden layer, and the codes of
+different modes need nothing between them. z stays N(0, I), so every sampler works unchanged.
+
+How often each code is drawn (its share π_k, the bin widths) is learned from D's verdicts. At
+the optimum D*(x) = log P(x)/Q(x): a code whose samples D scores below zero on average puts more
+mass where it sits than P has there, one scored above zero less. After each G step every
+code's logit moves by ``rate`` × the mean logit D gave its samples (a multiplicative-weights
+step on π), which stops when all codes' samples score alike. Without it the shares stay at 1/K
+and each mode keeps whatever number of codes it caught early on: uneven mode weights.
+
+The code vectors start large (std 4), so each code begins with its own pattern of active units
+and can settle in its own mode; drawn small, the codes never specialise and the bridges stay.
+Large vectors also make G's output move further per Adam step: with the toy lab's lr_g of 1e-3
+G hopped around faster than D could follow (D at chance, G collapsed); the ring preset halves it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+LOGIT_BOUND = 8.0  # shares stay within e^±16 of each other: a starved code can come back
+
+
+class CodePrior(nn.Module):
+    """K codes drawn with learned shares; each code's vector is added to a hidden layer."""
+
+    def __init__(self, codes: int, width: int) -> None:
+        super().__init__()
+        if codes < 2:
+            raise ValueError(f"a code prior needs at least 2 codes, got {codes}")
+        self.codes = codes
+        self.embed = nn.Embedding(codes, width)
+        # wide apart from the start: each code claims its own region before G smooths them over
+        nn.init.normal_(self.embed.weight, std=4.0)
+        self.register_buffer("logits", torch.zeros(codes))
+
+    def shares(self) -> Tensor:
+        """π: how often each code is drawn, shape (K,), summing to 1."""
+        return torch.softmax(self.logits, 0)
+
+    def code_of(self, z: Tensor) -> Tensor:
+        """The code each latent picks: the bin of Φ(z[:, 0]) under the cumulative shares."""
+        edges = self.shares().cumsum(0)
+        u = torch.special.ndtr(z[:, 0].float()).contiguous()
+        return torch.searchsorted(edges, u).clamp_(max=self.codes - 1)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Split z into its continuous part z[:, 1:] and its code's vector, shape (N, width)."""
+        return z[:, 1:], self.embed(self.code_of(z))
+
+    @torch.no_grad()
+    def observe(self, z: Tensor, logits_fake: Tensor, rate: float) -> None:
+        """One multiplicative-weights step: logit_k += rate · mean D over code k's samples.
+
+        Sums are all-reduced under torch.distributed, so every rank keeps the same shares.
+        """
+        c = self.code_of(z)
+        stats = torch.zeros(2, self.codes, device=self.logits.device)
+        stats[0].index_add_(0, c, logits_fake.float())
+        stats[1].index_add_(0, c, torch.ones_like(logits_fake, dtype=torch.float32))
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(stats)
+        mean = stats[0] / stats[1].clamp(min=1)  # 0 for codes not drawn: no move
+        self.logits += rate * mean
+        self.logits -= self.logits.mean()
+        self.logits.clamp_(-LOGIT_BOUND, LOGIT_BOUND)
+
+
+def code_prior(G: nn.Module) -> CodePrior | None:
+    """G's code prior, or None when G has no discrete latent."""
+    prior = getattr(G, "prior", None)
+    return prior if isinstance(prior, CodePrior) else None
