@@ -1,6 +1,7 @@
 """D* = log P/Q at work: calibrate a run's D, then correct its samples (DRS, MH, SIR).
 
 Usage: python benchmarks/ratio.py [--seeds 10] [--parts toys mnist] [--train-kimg 400] ...
+       [key=value ...]   (overrides for the toy runs)
 
 Toys (PacGAN's 2-D ring and grid): per seed, a short run of the preset (``--train-kimg``:
 short on purpose, so G is imperfect and there is something to correct), ``calibrate`` for
@@ -43,7 +44,8 @@ def toy_seed(preset: str, seed: int, args) -> tuple[dict, dict]:
     """Train, calibrate and correct one seed; {method: scores} and the calibration summary."""
     cfg = resolve(
         preset,
-        overrides=[f"train.seed={seed}", f"train.kimg={args.train_kimg}", "eval.plots=false"],
+        overrides=[*args.overrides, f"train.seed={seed}", f"train.kimg={args.train_kimg}"]
+        + ["eval.plots=false"],
     )
     mixture = resolve_toy(cfg.data.name)
     rows = {}
@@ -189,6 +191,7 @@ def main() -> int:
     parser.add_argument("--mnist-n", type=int, default=5000)
     parser.add_argument("--mnist-accept-target", type=float, default=0.1)
     parser.add_argument("--mnist-chain-length", type=int, default=20)
+    parser.add_argument("overrides", nargs="*", help="key=value for the toy runs")
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(
