@@ -42,11 +42,8 @@ TOY_METHODS = [("none", "none", {}), ("drs", "drs", {}), ("drs@0.1", "drs", {"ac
 
 def toy_seed(preset: str, seed: int, args) -> tuple[dict, dict]:
     """Train, calibrate and correct one seed; {method: scores} and the calibration summary."""
-    cfg = resolve(
-        preset,
-        overrides=[*args.overrides, f"train.seed={seed}", f"train.kimg={args.train_kimg}"]
-        + ["eval.plots=false"],
-    )
+    overrides = [*args.overrides, f"train.seed={seed}", f"train.kimg={args.train_kimg}"]
+    cfg = resolve(preset, overrides=[*overrides, "eval.plots=false"])
     mixture = resolve_toy(cfg.data.name)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -309,8 +309,8 @@ def iteration(
         loss_D = d_step(e, objective, cfg.loss, batches, run.opt_D, run.local_rng, regularize,
                         augment)  # fmt: skip
     batches = new_latents(batches, source, t.batch_size, z_dim, rng, run.part, e)
-    prior = code_prior(run.G)
-    observe = partial(prior.observe, rate=t.code_rate) if prior and t.code_rate else None
+    prior = code_prior(run.G) if t.code_rate else None
+    observe = None if prior is None else partial(prior.observe, rate=t.code_rate)
     loss_G = g_step(e, objective, batches, run.opt_G, augment, cfg.loss.ortho_reg, observe)
     return loss_D, loss_G
 

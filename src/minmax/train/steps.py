@@ -140,8 +140,9 @@ def g_step(
 ) -> Tensor:
     """One G update against a fixed D; returns G's loss (without the ortho penalty).
 
-    ``observe(z, logits_fake)``, when given, sees each micro-batch's latents and D's detached
-    verdict on them (G's learned code prior feeds on it).
+    ``observe(z, logits_fake)``, when given, sees the step's latents and D's detached verdict
+    on them once, all micro-batches together (G's learned code prior feeds on it), so
+    ``accum_steps`` does not change how often or how far it moves.
 
     ``backward(inputs=...)`` accumulates gradients into G's weights only: D's stay untouched
     and nobody has to toggle ``requires_grad`` back and forth.
@@ -149,7 +150,7 @@ def g_step(
     T = augment or _identity
     params = [p for group in opt_G.param_groups for p in group["params"]]
     opt_G.zero_grad(set_to_none=True)
-    losses = []
+    losses, verdicts = [], []
     for i, b in enumerate(batches):
         with _sync_if(e.G_train, last=i == len(batches) - 1):
             with e.autocast():
@@ -160,11 +161,13 @@ def g_step(
                         logits_real = e.D(T(b.real), b.y_real).float()
             loss = objective.g_loss(logits_real, logits_fake.float())
             if observe is not None:
-                observe(b.z, logits_fake.detach().float())
+                verdicts.append(logits_fake.detach().float())
             total = loss + ortho_reg * orthogonal_penalty(e.G) if ortho_reg else loss
             (total / len(batches)).backward(inputs=params)
         losses.append(loss.detach())
     opt_G.step()
+    if observe is not None:
+        observe(torch.cat([b.z for b in batches]), torch.cat(verdicts))
     return torch.stack(losses).mean()
 
 
