@@ -134,6 +134,7 @@ def mnist(args) -> None:
         "mnist-dcgan",
         overrides=[
             f"data.name={MNIST}",
+            "model.conditional=false",  # as measured in docs/ratio.md, before the preset had labels
             f"train.max_minutes={args.mnist_minutes}",
             "train.kimg=100000",
             "eval.plots=false",

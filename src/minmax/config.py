@@ -44,6 +44,9 @@ class ModelConfig:
     # a discrete latent for data in separate pieces (mlp): z[:, 0] picks one of `codes` codes,
     # drawn with shares learned from D (minmax.models.codes); 0 = off
     codes: int = 0
+    # scale of the continuous latent z[:, 1:] when codes > 0: below 1 each code starts as a
+    # tight blob that settles into one mode as a whole
+    code_spread: float = 1.0
     g_width: int = 128
     g_depth: int = 5  # hidden layers
     g_activation: str = "relu"  # relu | leaky_relu
@@ -312,6 +315,10 @@ def validate(cfg: Config) -> Config:
             raise UsageError(f"'{key}' must be in [0, 1), got {value}")
     if m.codes < 0 or m.codes == 1:
         raise UsageError(f"'model.codes' must be 0 (off) or at least 2, got {m.codes}")
+    if not m.code_spread > 0 or math.isinf(m.code_spread):
+        raise UsageError(f"'model.code_spread' must be a positive number, got {m.code_spread}")
+    if m.code_spread != 1 and not m.codes:
+        raise UsageError("'model.code_spread' scales a coded G's latent: set model.codes too")
     if t.on_nonfinite not in ("stop", "rollback"):
         hint = did_you_mean(t.on_nonfinite, ["stop", "rollback"])
         raise UsageError(f"unknown train.on_nonfinite '{t.on_nonfinite}': {hint}")

@@ -85,11 +85,28 @@ def test_an_mlp_generator_with_codes_trains_rebuilds_and_keeps_its_shares():
         (["model.codes=1"], "at least 2"),
         (["model.codes=-3"], "at least 2"),
         (["train.code_rate=-0.1"], "zero or positive"),
+        (["model.code_spread=0"], "positive number"),
+        (["model.code_spread=-0.5"], "positive number"),
+        (["model.code_spread=inf"], "positive number"),
+        (["model.codes=0", "model.code_spread=0.3"], "set model.codes too"),
     ],
 )
 def test_bad_code_settings_are_refused(overrides, message):
     with pytest.raises(UsageError, match=message):
         resolve("ring", overrides=overrides)
+
+
+def test_spread_scales_only_the_continuous_latent():
+    z = torch.randn(32, 3, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    wide = build_networks(ModelConfig(z_dim=3, codes=4, g_width=16, g_depth=2), (2,))[0]
+    cfg = ModelConfig(z_dim=3, codes=4, code_spread=0.25, g_width=16, g_depth=2)
+    tight, _, spec = build_networks(cfg, (2,))
+    tight.load_state_dict(wide.state_dict())
+    # Same code (z[:, 0] untouched), continuous part a quarter as far from zero.
+    scaled = torch.cat([z[:, :1], 0.25 * z[:, 1:]], 1)
+    torch.testing.assert_close(tight(z), wide(scaled), rtol=0, atol=0)
+    assert rebuild(spec, "G").prior.spread == 0.25  # a rebuilt G keeps it
 
 
 def test_codes_are_refused_by_families_without_them():

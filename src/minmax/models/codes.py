@@ -17,6 +17,10 @@ The code vectors start large (std 4), so each code begins with its own pattern o
 and can settle in its own mode; drawn small, the codes never specialise and the bridges stay.
 Large vectors also make G's output move further per Adam step: with the toy lab's lr_g of 1e-3
 G hopped around faster than D could follow (D at chance, G collapsed); the ring preset halves it.
+
+``spread`` scales the continuous part before G sees it. Below 1, each code starts as a tight
+blob that lands in one mode as a whole; at 1 on the 25-mode grid, codes' blobs started wide,
+some straddled two modes and stayed split, and streaks between modes remained.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ LOGIT_BOUND = 8.0  # shares stay within e^±16 of each other: a starved code can
 class CodePrior(nn.Module):
     """K codes drawn with learned shares; each code's vector is added to a hidden layer."""
 
-    def __init__(self, codes: int, width: int) -> None:
+    def __init__(self, codes: int, width: int, spread: float = 1.0) -> None:
         super().__init__()
         if codes < 2:
             raise ValueError(f"a code prior needs at least 2 codes, got {codes}")
-        self.codes = codes
+        if not spread > 0:
+            raise ValueError(f"the continuous latent's spread must be positive, got {spread}")
+        self.codes, self.spread = codes, spread
         self.embed = nn.Embedding(codes, width)
         # wide apart from the start: each code claims its own region before G smooths them over
         nn.init.normal_(self.embed.weight, std=4.0)
@@ -52,8 +58,8 @@ class CodePrior(nn.Module):
         return torch.searchsorted(edges, u).clamp_(max=self.codes - 1)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Split z into its continuous part z[:, 1:] and its code's vector, shape (N, width)."""
-        return z[:, 1:], self.embed(self.code_of(z))
+        """Split z into its continuous part spread · z[:, 1:] and its code's vector (N, width)."""
+        return z[:, 1:] * self.spread, self.embed(self.code_of(z))
 
     @torch.no_grad()
     def observe(self, z: Tensor, logits_fake: Tensor, rate: float) -> None:

@@ -32,7 +32,7 @@ def _mlp(in_dim: int, width: int, depth: int, out_dim: int, activation: str) -> 
 
 class MLPGenerator(nn.Module):
     """x = G(z), z ~ N(0, I_z_dim); with ``codes`` > 0, z[:, 0] picks a discrete code
-    (``minmax.models.codes``) and z[:, 1:] is the continuous latent."""
+    (``minmax.models.codes``) and ``code_spread`` · z[:, 1:] is the continuous latent."""
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class MLPGenerator(nn.Module):
         depth: int,
         activation: str = "relu",
         codes: int = 0,
+        code_spread: float = 1.0,
     ) -> None:
         super().__init__()
         if codes and (z_dim < 2 or depth < 1):
@@ -52,7 +53,7 @@ class MLPGenerator(nn.Module):
         self.z_dim = z_dim
         self.n_classes = 0
         self.net = _mlp(z_dim - 1 if codes else z_dim, width, depth, out_dim, activation)
-        self.prior = CodePrior(codes, width) if codes else None
+        self.prior = CodePrior(codes, width, code_spread) if codes else None
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.prior is None:
@@ -84,6 +85,7 @@ def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict,
         "depth": cfg.g_depth,
         "activation": cfg.g_activation,
         "codes": cfg.codes,
+        "code_spread": cfg.code_spread,
     }
     d = {"in_dim": dim, "width": cfg.d_width, "depth": cfg.d_depth, "activation": cfg.d_activation}
     return g, d
