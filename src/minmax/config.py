@@ -286,6 +286,7 @@ def validate(cfg: Config) -> Config:
         "model.z_dim": m.z_dim,
         "model.g_width": m.g_width,
         "model.d_width": m.d_width,
+        "model.code_spread": m.code_spread,
         "eval.n_samples": e.n_samples,
         "eval.n_std": e.n_std,
     }
@@ -315,8 +316,6 @@ def validate(cfg: Config) -> Config:
             raise UsageError(f"'{key}' must be in [0, 1), got {value}")
     if m.codes < 0 or m.codes == 1:
         raise UsageError(f"'model.codes' must be 0 (off) or at least 2, got {m.codes}")
-    if not m.code_spread > 0 or math.isinf(m.code_spread):
-        raise UsageError(f"'model.code_spread' must be a positive number, got {m.code_spread}")
     if m.code_spread != 1 and not m.codes:
         raise UsageError("'model.code_spread' scales a coded G's latent: set model.codes too")
     if t.on_nonfinite not in ("stop", "rollback"):
