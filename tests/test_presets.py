@@ -27,5 +27,6 @@ def test_preset_builds_a_working_game(name):
     y = torch.tensor([3, 7]) if G.n_classes else None
     x = G(torch.randn(2, cfg.model.z_dim), y)
     assert x.shape == (2, *shape)
-    assert D(x, y).shape == (2,)
+    heads = (2,) if cfg.model.d_fourier else ()  # a Fourier head: a second logit per sample
+    assert D(x, y).shape == (2, *heads)
     assert bool(cfg.model.conditional) == bool(G.n_classes)

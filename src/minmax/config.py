@@ -47,12 +47,19 @@ class ModelConfig:
     # scale of the continuous latent z[:, 1:] when codes > 0: below 1 each code starts as a
     # tight blob that settles into one mode as a whole
     code_spread: float = 1.0
+    # where the codes start: net (where the untrained G puts them, all near one point) or box
+    # (each at a uniform point of the data's bounding box, through a learned output offset)
+    code_init: str = "net"
     g_width: int = 128
     g_depth: int = 5  # hidden layers
     g_activation: str = "relu"  # relu | leaky_relu
     d_width: int = 128
     d_depth: int = 3
     d_activation: str = "leaky_relu"
+    # mlp: a second D head on random Fourier features of x, for detail far below the data's
+    # extent; d_fourier features, frequencies ~ N(0, d_fourier_scale²) cycles per unit; 0 = off
+    d_fourier: int = 0
+    d_fourier_scale: float = 1.0
     # convolutional families (dcgan, resnet, biggan)
     g_channels: int = 64  # base width of G (DCGAN's ngf)
     d_channels: int = 64  # base width of D (DCGAN's ndf)
@@ -79,6 +86,7 @@ class AugmentConfig:
     policy: str = ""
 
 
+CODE_INITS = ["net", "box"]
 LR_SCHEDULES = ["constant", "cosine", "linear"]
 DEVICES = ["auto", "cpu", "cuda"]
 PRECISIONS = ["fp32", "bf16"]
@@ -287,6 +295,7 @@ def validate(cfg: Config) -> Config:
         "model.g_width": m.g_width,
         "model.d_width": m.d_width,
         "model.code_spread": m.code_spread,
+        "model.d_fourier_scale": m.d_fourier_scale,
         "eval.n_samples": e.n_samples,
         "eval.n_std": e.n_std,
     }
@@ -296,6 +305,7 @@ def validate(cfg: Config) -> Config:
     non_negative = {
         "model.g_depth": m.g_depth,
         "model.d_depth": m.d_depth,
+        "model.d_fourier": m.d_fourier,
         "loss.r1_gamma": lo.r1_gamma,
         "loss.r2_gamma": lo.r2_gamma,
         "loss.gp_weight": lo.gp_weight,
@@ -318,6 +328,16 @@ def validate(cfg: Config) -> Config:
         raise UsageError(f"'model.codes' must be 0 (off) or at least 2, got {m.codes}")
     if m.code_spread != 1 and not m.codes:
         raise UsageError("'model.code_spread' scales a coded G's latent: set model.codes too")
+    if m.code_init not in CODE_INITS:
+        raise UsageError(
+            f"unknown model.code_init '{m.code_init}': {did_you_mean(m.code_init, CODE_INITS)}"
+        )
+    if m.code_init != "net" and not m.codes:
+        raise UsageError("'model.code_init' places a coded G's codes: set model.codes too")
+    if m.d_fourier_scale != 1 and not m.d_fourier:
+        raise UsageError(
+            "'model.d_fourier_scale' sets the Fourier head's frequencies: set model.d_fourier too"
+        )
     if t.on_nonfinite not in ("stop", "rollback"):
         hint = did_you_mean(t.on_nonfinite, ["stop", "rollback"])
         raise UsageError(f"unknown train.on_nonfinite '{t.on_nonfinite}': {hint}")

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from minmax.config import Config
 from minmax.data import GaussianMixture
 from minmax.metrics import mode_report
+from minmax.objectives import head_mean
 from minmax.plots import bounds_of, plot_fields, plot_points
 from minmax.sample import sample
 
@@ -46,7 +47,7 @@ def write_report(cfg: Config, source, G_ema: nn.Module, D: nn.Module, run_dir: P
         title += f"{100 * metrics['hq_fraction']:.1f}% HQ, rev-KL {metrics['reverse_kl']:.3f}"
     plot_points(real, fake, run_dir / "samples.png", title)
 
-    fields = {"D(x) (logit)": D}
+    fields = {"D(x) (logit)": lambda x: head_mean(D(x))}
     mask, ratio_name = None, ""
     if hasattr(source, "log_prob"):
         many = sample(G_ema, 2000, seed + 1)

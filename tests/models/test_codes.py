@@ -117,3 +117,86 @@ def test_codes_are_refused_by_families_without_them():
 def test_codes_need_a_continuous_latent_too():
     with pytest.raises(UsageError, match="z_dim >= 2"):
         build_networks(ModelConfig(z_dim=1, codes=4), (2,))
+
+
+# Codes started over the data's box (model.code_init=box).
+
+
+def _coded(offsets: bool, codes: int = 6) -> torch.nn.Module:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        z_dim=3, codes=codes, g_width=16, g_depth=2, code_init="box" if offsets else "net"
+    )
+    return build_networks(cfg, (2,))[0]
+
+
+def test_placed_codes_start_at_their_points_of_the_box():
+    G = _coded(offsets=True)
+    low, high = torch.tensor([-4.0, 10.0]), torch.tensor([4.0, 12.0])
+    G.place_codes(low, high, torch.Generator().manual_seed(0))
+    prior = code_prior(G)
+    # A latent whose continuous part is 0 sits at its code's centre: now a point of the box.
+    z = torch.zeros(prior.codes, 3)
+    z[:, 0] = torch.special.ndtri((torch.arange(prior.codes) + 0.5) / prior.codes)
+    centres = G(z)
+    assert torch.equal(prior.code_of(z), torch.arange(prior.codes))
+    assert ((centres >= low) & (centres <= high)).all()
+    assert (centres.max(0).values - centres.min(0).values > 0.3 * (high - low)).all()
+    # The same points from the same generator; the network is not touched.
+    again = _coded(offsets=True)
+    again.place_codes(low, high, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again(z), centres)
+    assert torch.equal(again.net[0].weight, _coded(offsets=True).net[0].weight)
+
+
+def test_offsets_train_and_travel_with_the_weights():
+    torch.manual_seed(0)
+    cfg = ModelConfig(z_dim=3, codes=6, g_width=16, g_depth=2, code_init="box")
+    G, _, spec = build_networks(cfg, (2,))
+    assert spec["G"]["code_offsets"] is True
+    G.place_codes(-torch.ones(2), torch.ones(2), torch.Generator().manual_seed(0))
+    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+    G(z).sum().backward()
+    assert code_prior(G).offset.weight.grad.abs().sum() > 0
+    G2 = rebuild(spec, "G")
+    G2.load_state_dict(G.state_dict())
+    torch.testing.assert_close(G2(z), G(z), rtol=0, atol=0)
+
+
+def test_without_offsets_codes_cannot_be_placed_and_old_specs_still_load():
+    G = _coded(offsets=False)
+    assert code_prior(G).offset is None
+    with pytest.raises(ValueError, match="code_offsets"):
+        G.place_codes(torch.zeros(2), torch.ones(2), torch.Generator())
+    # A run folder written before code_offsets existed has no such kwarg: it rebuilds without.
+    old = rebuild({"arch": "mlp", "G": {"z_dim": 3, "out_dim": 2, "width": 16, "depth": 2,
+                                        "codes": 6}, "D": {}}, "G")  # fmt: skip
+    old.load_state_dict(G.state_dict())
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.code_init=boxx"], "did you mean 'box'"),
+        (["model.codes=0", "model.code_init=box"], "set model.codes too"),
+    ],
+)
+def test_bad_code_init_is_refused(overrides, message):
+    with pytest.raises(UsageError, match=message):
+        resolve("ring", overrides=overrides)
+
+
+def test_a_boxed_run_starts_its_codes_over_the_whole_grid(tmp_path):
+    from minmax.data.sources import resolve_data
+    from minmax.train.loop import build_run
+
+    cfg = resolve("grid", overrides=["model.codes=64", "model.code_init=box"])
+    run = build_run(cfg, resolve_data(cfg.data))
+    prior = code_prior(run.G)
+    z = torch.zeros(prior.codes, cfg.model.z_dim)
+    z[:, 0] = torch.special.ndtri((torch.arange(prior.codes) + 0.5) / prior.codes)
+    with torch.no_grad():
+        centres = run.G(z)
+    # The grid's means span ±4 (std 0.05): the codes start spread over that box, not at 0.
+    assert (centres.abs() <= 4.3).all()
+    assert (centres.min(0).values < -2.5).all() and (centres.max(0).values > 2.5).all()

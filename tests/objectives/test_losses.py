@@ -11,6 +11,7 @@ from minmax.errors import UsageError
 from minmax.objectives import (
     OBJECTIVES,
     get_objective,
+    head_mean,
     hinge_d,
     hinge_g,
     least_squares_d,
@@ -121,10 +122,25 @@ def test_column_logits_match_flat_logits(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(TWO_ARG))
+def test_head_columns_each_count_as_their_own_discriminator(name: str) -> None:
+    """(N, K) logits from a K-headed D: the loss is the mean of the K heads' own losses."""
+    real = torch.stack([t(*REAL), t(0.4, -1.0, 2.0)], 1)
+    fake = torch.stack([t(*FAKE), t(-0.2, 1.5, 0.0)], 1)
+    per_head = [TWO_ARG[name](real[:, k], fake[:, k]).item() for k in range(2)]
+    assert TWO_ARG[name](real, fake).item() == pytest.approx(sum(per_head) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(TWO_ARG))
 def test_other_shapes_are_refused(name: str) -> None:
-    wide = torch.zeros(3, 2)
-    with pytest.raises(ValueError, match=r"\(N,\) or \(N, 1\)"):
-        TWO_ARG[name](wide, wide)
+    cube = torch.zeros(3, 2, 1)
+    with pytest.raises(ValueError, match=r"\(N,\) or \(N, K\)"):
+        TWO_ARG[name](cube, cube)
+
+
+def test_head_mean_is_one_log_ratio_per_sample() -> None:
+    assert torch.equal(head_mean(t(1.0, -2.0)), t(1.0, -2.0))
+    assert torch.equal(head_mean(t(1.0, -2.0).unsqueeze(1)), t(1.0, -2.0))
+    torch.testing.assert_close(head_mean(torch.stack([t(1.0, 0.0), t(3.0, -1.0)], 1)), t(2.0, -0.5))
 
 
 def test_relativistic_losses_refuse_unpaired_batches() -> None:

@@ -21,6 +21,10 @@ G hopped around faster than D could follow (D at chance, G collapsed); the ring 
 ``spread`` scales the continuous part before G sees it. Below 1, each code starts as a tight
 blob that lands in one mode as a whole; at 1 on the 25-mode grid, codes' blobs started wide,
 some straddled two modes and stayed split, and streaks between modes remained.
+
+``out_dim`` > 0 gives each code a learned offset added to G's output. Untrained, G puts every
+code near one point (its first output), and the codes must travel to the modes; an offset lets
+each code start elsewhere, e.g. spread over the data's bounding box (``model.code_init: box``).
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from minmax.objectives.losses import head_mean
+
 LOGIT_BOUND = 8.0  # shares stay within e^±16 of each other: a starved code can come back
 
 
 class CodePrior(nn.Module):
     """K codes drawn with learned shares; each code's vector is added to a hidden layer."""
 
-    def __init__(self, codes: int, width: int, spread: float = 1.0) -> None:
+    def __init__(self, codes: int, width: int, spread: float = 1.0, out_dim: int = 0) -> None:
         super().__init__()
         if codes < 2:
             raise ValueError(f"a code prior needs at least 2 codes, got {codes}")
@@ -46,6 +52,9 @@ class CodePrior(nn.Module):
         # wide apart from the start: each code claims its own region before G smooths them over
         nn.init.normal_(self.embed.weight, std=4.0)
         self.register_buffer("logits", torch.zeros(codes))
+        self.offset = nn.Embedding(codes, out_dim) if out_dim else None
+        if self.offset is not None:
+            nn.init.zeros_(self.offset.weight)
 
     def shares(self) -> Tensor:
         """π: how often each code is drawn, shape (K,), summing to 1."""
@@ -68,6 +77,7 @@ class CodePrior(nn.Module):
         Sums are all-reduced under torch.distributed, so every rank keeps the same shares.
         """
         c = self.code_of(z)
+        logits_fake = head_mean(logits_fake)
         stats = torch.zeros(2, self.codes, device=self.logits.device)
         stats[0].index_add_(0, c, logits_fake.float())
         stats[1].index_add_(0, c, torch.ones_like(logits_fake, dtype=torch.float32))

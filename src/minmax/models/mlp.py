@@ -4,10 +4,21 @@ G defaults to ReLU: its units switch fully off, so G can map whole regions of z-
 nearly one point (tight modes) with sharp kinks between them (thin bridges). A LeakyReLU G
 keeps a slope of at least 0.2 everywhere and must cancel it to make a tight mode; on the ring
 that left about 20% of samples on bridges between modes, against 2-3% with ReLU.
+
+An MLP on raw coordinates learns slowly at scales far below the data's extent (its spectral
+bias): on the 25-mode grid (std 0.05 over a ±4 box) a trained D ended flat while G's modes were
+visibly off, and a fresh one trained on that G's samples stayed at chance. ``fourier`` > 0 adds
+a second head that also sees random Fourier features of x (Tancik et al. 2020), which told the
+same samples apart at once (README: the grid). Each head is its own D (own logits, own loss):
+the plain head keeps the long-range pull that moves mass between modes, which a Fourier D
+alone lost.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor, nn
 
 from minmax.errors import UsageError
@@ -43,6 +54,7 @@ class MLPGenerator(nn.Module):
         activation: str = "relu",
         codes: int = 0,
         code_spread: float = 1.0,
+        code_offsets: bool = False,
     ) -> None:
         super().__init__()
         if codes and (z_dim < 2 or depth < 1):
@@ -53,25 +65,68 @@ class MLPGenerator(nn.Module):
         self.z_dim = z_dim
         self.n_classes = 0
         self.net = _mlp(z_dim - 1 if codes else z_dim, width, depth, out_dim, activation)
-        self.prior = CodePrior(codes, width, code_spread) if codes else None
+        offsets = out_dim if code_offsets else 0
+        self.prior = CodePrior(codes, width, code_spread, offsets) if codes else None
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.prior is None:
             return self.net(z)
-        z, code = self.prior(z)
-        return self.net[1:](self.net[0](z) + code)
+        rest, code = self.prior(z)
+        x = self.net[1:](self.net[0](rest) + code)
+        if self.prior.offset is not None:
+            x = x + self.prior.offset(self.prior.code_of(z))
+        return x
+
+    @torch.no_grad()
+    def place_codes(self, low: Tensor, high: Tensor, generator: torch.Generator) -> None:
+        """Start each code at a uniform random point of the box [low, high] (per coordinate).
+
+        Sets the codes' output offsets so that each code's centre (its continuous latent at 0)
+        lands on its point; the network itself is left as initialised.
+        """
+        if self.prior is None or self.prior.offset is None:
+            raise ValueError("place_codes needs a generator built with codes and code_offsets")
+        first = self.net[0]
+        centres = self.net[1:](
+            first(first.weight.new_zeros(1, first.in_features)) + self.prior.embed.weight
+        )
+        points = low + (high - low) * torch.rand(centres.shape, generator=generator)
+        self.prior.offset.weight.copy_(points - centres)
 
 
 class MLPDiscriminator(nn.Module):
-    """Returns one logit per sample: shape (N,)."""
+    """One logit per sample, shape (N,); with ``fourier`` > 0, two heads, shape (N, 2).
 
-    def __init__(self, in_dim: int, width: int, depth: int, activation: str = "leaky_relu") -> None:
+    Head 0 is the MLP on x; head 1 an MLP of the same size on [x, sin 2πBx, cos 2πBx] with B
+    (in_dim × fourier) drawn once from N(0, fourier_scale²): frequencies in cycles per unit of
+    x, kept with the weights (a buffer).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        depth: int,
+        activation: str = "leaky_relu",
+        fourier: int = 0,
+        fourier_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.n_classes = 0
         self.net = _mlp(in_dim, width, depth, 1, activation)
+        self.fourier_net = None
+        if fourier:
+            self.register_buffer("frequencies", torch.randn(in_dim, fourier) * fourier_scale)
+            self.fourier_net = _mlp(in_dim + 2 * fourier, width, depth, 1, activation)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.net(x.flatten(1)).squeeze(1)
+        x = x.flatten(1)
+        logits = self.net(x).squeeze(1)
+        if self.fourier_net is None:
+            return logits
+        phase = (2 * math.pi) * (x @ self.frequencies)
+        features = torch.cat([x, phase.sin(), phase.cos()], 1)
+        return torch.stack([logits, self.fourier_net(features).squeeze(1)], 1)
 
 
 def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
@@ -86,8 +141,10 @@ def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict,
         "activation": cfg.g_activation,
         "codes": cfg.codes,
         "code_spread": cfg.code_spread,
+        "code_offsets": cfg.code_init == "box",
     }
-    d = {"in_dim": dim, "width": cfg.d_width, "depth": cfg.d_depth, "activation": cfg.d_activation}
+    d = {"in_dim": dim, "width": cfg.d_width, "depth": cfg.d_depth, "activation": cfg.d_activation,
+         "fourier": cfg.d_fourier, "fourier_scale": cfg.d_fourier_scale}  # fmt: skip
     return g, d
 
 

@@ -4,7 +4,9 @@ The contract every family keeps:
 
 - ``G(z, y=None) -> x``: z of shape (N, G.z_dim); y (N,) int64 class indices when
   ``G.n_classes > 0`` (conditional), else None. Images come out (N, C, H, W) in [-1, 1].
-- ``D(x, y=None) -> logits`` of shape (N,): any real number, as the founding text writes D.
+- ``D(x, y=None) -> logits`` of shape (N,): any real number, as the founding text writes D;
+  or (N, K) for a D with K heads, each its own discriminator (``objectives.flat_logits``);
+  ``objectives.head_mean`` turns that into one log-ratio estimate per sample.
 - Both are rebuilt from JSON-able kwargs (``rebuild``), never unpickled.
 """
 
@@ -40,6 +42,8 @@ def build_networks(
     g_kwargs, d_kwargs = family.kwargs(cfg, data_shape, n_classes)
     if getattr(cfg, "codes", 0) and "codes" not in g_kwargs:
         raise UsageError(f"model.codes works with model.arch=mlp only, got arch '{cfg.arch}'")
+    if getattr(cfg, "d_fourier", 0) and "fourier" not in d_kwargs:
+        raise UsageError(f"model.d_fourier works with model.arch=mlp only, got arch '{cfg.arch}'")
     spec = {"arch": cfg.arch, "G": g_kwargs, "D": d_kwargs}
     return family.generator(**g_kwargs), family.discriminator(**d_kwargs), spec
 

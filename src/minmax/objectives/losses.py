@@ -21,16 +21,24 @@ from minmax.registry import Registry
 
 
 def flat_logits(logits: Tensor) -> Tensor:
-    """Logits of shape ``(N,)`` or ``(N, 1)`` as ``(N,)``.
+    """Logits of shape ``(N,)``, ``(N, 1)`` or ``(N, K)`` as one flat vector.
 
-    Refuses other shapes: an ``(N, K)`` output would be silently averaged over ``K``, and a
-    ``(N,)`` minus ``(N, 1)`` difference would broadcast to ``(N, N)``.
+    ``(N, K)`` comes from a D with K heads (the MLP's ``model.d_fourier``): each column is its
+    own discriminator, so a loss averaged over all N·K logits is the mean of the heads' losses
+    and each head learns from its own. Both sides of a loss flatten alike, so a relativistic
+    pair stays (real i, fake i) of one head. Other shapes are refused: an ``(N,)`` minus
+    ``(N, 1)`` difference would broadcast to ``(N, N)``.
     """
-    if logits.ndim == 1:
-        return logits
-    if logits.ndim == 2 and logits.shape[1] == 1:
+    if logits.ndim in (1, 2):
         return logits.reshape(-1)
-    raise ValueError(f"expected logits of shape (N,) or (N, 1), got {tuple(logits.shape)}")
+    raise ValueError(f"expected logits of shape (N,) or (N, K), got {tuple(logits.shape)}")
+
+
+def head_mean(logits: Tensor) -> Tensor:
+    """One log-ratio estimate per sample: ``(N,)`` as it is, the mean of a ``(N, K)`` D's heads."""
+    if logits.ndim == 2:
+        return logits.mean(1)
+    return flat_logits(logits)
 
 
 def v_d(logits_real: Tensor, logits_fake: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from minmax.data.images import ImageDataset
 from minmax.data.sources import ImageSource, Source, ToySource, resolve_data
 from minmax.errors import UsageError
 from minmax.models import rebuild
+from minmax.objectives import head_mean
 from minmax.train.checkpoint import find_checkpoint, load_module, read_spec
 
 EVAL_SEED_OFFSET = 30_000  # evaluation draws never overlap the calibration stream
@@ -140,7 +141,7 @@ def logits_of(D: nn.Module, x: Tensor, y: Tensor | None = None, batch: int = 100
     """D(x, y) in float64, in batches; y is passed only to a class-conditional D."""
     y = y if conditional(D) else None
     parts = [
-        D(xb, None if y is None else y[i : i + batch]).double()
+        head_mean(D(xb, None if y is None else y[i : i + batch])).double()
         for i, xb in zip(range(0, len(x), batch), x.split(batch), strict=True)
     ]
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)

@@ -54,6 +54,7 @@ from minmax.train.steps import Engine, Slice, d_step, draw, g_step, new_latents
 
 LOCAL_SEED_OFFSET = 1_000_003  # per-rank streams (augmentation, GP) never share the main one
 EMA_BN_SEED_OFFSET = 30_000  # the latents G_ema's batch-norm statistics are estimated from
+BOX_SAMPLES = 10_000  # data samples whose per-coordinate range is model.code_init=box's box
 STOP_REASONS = [None, "max_minutes", "signal"]  # codes agreed on by all ranks
 
 
@@ -273,6 +274,10 @@ def build_run(cfg: Config, source: Source, d: Dist | None = None) -> Run:
     part = check_batch(t, d)
     torch.manual_seed(t.seed)
     G, D, spec = build_networks(cfg.model, source.shape, source.n_classes)
+    if cfg.model.code_init == "box":  # each code starts at its own point of the data's box
+        real, _ = source.sample(BOX_SAMPLES, torch.Generator().manual_seed(t.seed))
+        real = real.flatten(1).float()
+        G.place_codes(real.min(0).values, real.max(0).values, torch.Generator().manual_seed(t.seed))
     for module in (*G.modules(), *D.modules()):
         if isinstance(module, BatchNorm2d):
             module.sync = t.sync_bn
