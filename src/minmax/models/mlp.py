@@ -99,7 +99,7 @@ class MLPDiscriminator(nn.Module):
 
     Head 0 is the MLP on x; head 1 an MLP of the same size on [x, sin 2πBx, cos 2πBx] with B
     (in_dim × fourier) drawn once from N(0, fourier_scale²): frequencies in cycles per unit of
-    x, kept with the weights (a buffer).
+    x, kept with the weights (a buffer). R1/R2 penalise the gradient of the heads' sum.
     """
 
     def __init__(
