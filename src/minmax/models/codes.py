@@ -66,9 +66,13 @@ class CodePrior(nn.Module):
         u = torch.special.ndtr(z[:, 0].float()).contiguous()
         return torch.searchsorted(edges, u).clamp_(max=self.codes - 1)
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Split z into its continuous part spread · z[:, 1:] and its code's vector (N, width)."""
-        return z[:, 1:] * self.spread, self.embed(self.code_of(z))
+    def forward(self, z: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Split z into its continuous part spread · z[:, 1:] and its code's vector (N, width).
+
+        ``code``: ``code_of(z)`` when the caller already has it (it also looks up the offset).
+        """
+        code = self.code_of(z) if code is None else code
+        return z[:, 1:] * self.spread, self.embed(code)
 
     @torch.no_grad()
     def observe(self, z: Tensor, logits_fake: Tensor, rate: float) -> None:

@@ -71,10 +71,11 @@ class MLPGenerator(nn.Module):
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.prior is None:
             return self.net(z)
-        rest, code = self.prior(z)
-        x = self.net[1:](self.net[0](rest) + code)
+        code = self.prior.code_of(z)
+        rest, vector = self.prior(z, code)
+        x = self.net[1:](self.net[0](rest) + vector)
         if self.prior.offset is not None:
-            x = x + self.prior.offset(self.prior.code_of(z))
+            x = x + self.prior.offset(code)
         return x
 
     @torch.no_grad()
