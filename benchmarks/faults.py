@@ -1,13 +1,18 @@
 """Fault injection on checkpoints: kills, corruption, a full disk, pickles posing as weights.
 
-Usage: python benchmarks/faults.py [--kills 20] [--seed 0] [--fork]
+Usage: python benchmarks/faults.py [--kills 20] [--phase-kills 4] [--seed 0] [--fork]
 
 1. Kills: ``minmax train`` (toy ring run, a checkpoint every 10 steps) is SIGKILLed
    ``--kills`` times at seeded random moments (a third or more mid checkpoint write) and
-   resumed with ``--resume`` each time (tests/train/test_crash.py's harness; fresh
-   ``python -m minmax`` processes unless ``--fork``). Every checkpoint each resumed process
-   writes is compared, bit for bit and tensor by tensor (weights, optimizer moments, RNG
-   states), with the uninterrupted run's checkpoint at the same images seen.
+   continued each time as a user would (``--resume``; the same ``--out`` while the folder
+   has no config.yaml) (tests/train/test_crash.py's harness; fresh ``python -m minmax``
+   processes unless ``--fork``). Every checkpoint each continued process writes is
+   compared, bit for bit and tensor by tensor (weights, optimizer moments, RNG states), with
+   the uninterrupted run's checkpoint at the same images seen; so is the end state.
+   Then phase by phase, ``--phase-kills`` kills each, one run per phase (the harness's
+   ``PHASES``: the process kills itself as it is about to create a given file): before the
+   run folder or its config.yaml exists, after config.yaml, during the first checkpoint
+   write, between checkpoints, during the final report (its plots on).
 2. Corruption: the newest checkpoint of that run is damaged in one way at a time (each
    file flipped, truncated or deleted; the manifest deleted or garbled; a stray file; the
    folder left as staging); ``find_checkpoint`` must skip it for the one before.
@@ -38,11 +43,13 @@ import numpy as np
 import torch
 
 from minmax.errors import UsageError
+from minmax.machine import machine_summary
 from minmax.models import rebuild
 from minmax.train import checkpoint
 from minmax.train.checkpoint import find_checkpoint, load_module, read_spec, verify_checkpoint
 
 HERE = Path(__file__).resolve().parent
+KEEP_ALL = "train.keep_checkpoints=100000"  # the reference keeps every checkpoint to compare
 
 
 def _harness():
@@ -61,22 +68,9 @@ def kills(work: Path, n_kills: int, seed: int, fork: bool) -> dict[str, int]:
     launch = crash.Forked if fork else crash.Spawned
     args = crash.toy_args(n_checkpoints=max(12, 3 * n_kills))
     reference, killed = work / "straight", work / "killed"
-    keep_all = [*args, "train.keep_checkpoints=100000"]  # every checkpoint, to compare with
     with contextlib.redirect_stdout(io.StringIO()):  # its summary, when run in this process
-        crash.straight_run(reference, keep_all, None if fork else launch)
-    seen: set[str] = set()
-    rounds = {"identical": 0, "resumed": 0}
-
-    def compare() -> None:  # the checkpoints this launch wrote against the reference's
-        new = {p.name for p in (killed / "checkpoint").glob("ckpt-????????????")} - seen
-        if not new or not seen:  # nothing written, or the first launch (not resumed)
-            seen.update(new)
-            return
-        same = all(_identical(reference / "checkpoint" / n, killed / "checkpoint" / n) for n in new)
-        rounds["resumed"] += 1
-        rounds["identical"] += same
-        seen.update(new)
-
+        crash.straight_run(reference, [*args, KEEP_ALL], None if fork else launch)
+    compare, rounds = _comparer(reference, killed)
     report = crash.kill_and_resume(killed, args, n_kills, seed, launch, after_round=compare)
     final = crash.differences(reference, killed) == []
     return {
@@ -88,6 +82,53 @@ def kills(work: Path, n_kills: int, seed: int, fork: bool) -> dict[str, int]:
         "identical": rounds["identical"] + final,
         "compared": rounds["resumed"] + 1,
     }
+
+
+def phase_kills(work: Path, per_phase: int, fork: bool) -> dict[str, dict[str, int]]:
+    """``per_phase`` kills at each phase of its own run (cycling through the phase's kill
+    points), each continued as a user would, against one uninterrupted run."""
+    crash = _harness()
+    launch = crash.Forked if fork else crash.Spawned
+    args = [*crash.toy_args(n_checkpoints=per_phase + 2), *crash.REPORT_ARGS]
+    reference = work / "phases-straight"
+    with contextlib.redirect_stdout(io.StringIO()):
+        crash.straight_run(reference, [*args, KEEP_ALL], None if fork else launch)
+    results = {}
+    for i, (label, points) in enumerate(crash.PHASES.items()):
+        killed = work / f"phase-{i}"
+        phases = [points[k % len(points)] for k in range(per_phase)]
+        compare, rounds = _comparer(reference, killed)
+        report = crash.kill_and_resume(killed, args, per_phase, 0, launch, compare, phases)
+        same = crash.differences(reference, killed) == [] and (
+            rounds["identical"] == rounds["resumed"]
+        )
+        results[label] = {
+            "injected": report.kills,
+            "survived": report.kills if same else 0,
+            "compared": rounds["resumed"] + 1,
+            "launches": report.launches,
+            "points": len(points),
+        }
+    return results
+
+
+def _comparer(reference: Path, killed: Path) -> tuple[Callable[[], None], dict[str, int]]:
+    """An ``after_round`` that compares the checkpoints each continued launch wrote with the
+    reference's at the same images seen; and its tally."""
+    seen: set[str] = set()
+    rounds = {"identical": 0, "resumed": 0, "launches": 0}
+
+    def compare() -> None:
+        new = {p.name for p in (killed / "checkpoint").glob("ckpt-????????????")} - seen
+        rounds["launches"] += 1
+        seen.update(new)
+        if not new or rounds["launches"] == 1:  # nothing written, or not a continued launch
+            return
+        same = all(_identical(reference / "checkpoint" / n, killed / "checkpoint" / n) for n in new)
+        rounds["resumed"] += 1
+        rounds["identical"] += same
+
+    return compare, rounds
 
 
 def _identical(a: Path, b: Path) -> bool:
@@ -235,26 +276,34 @@ def malicious(run: Path, work: Path) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--phase-kills", type=int, default=4, help="kills at each phase")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fork", action="store_true", help="fork, not fresh interpreters")
     args = parser.parse_args()
+    print(f"# {machine_summary()}", flush=True)
     torch.set_num_threads(1)
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         k = kills(work, args.kills, args.seed, args.fork)
+        p = phase_kills(work, args.phase_kills, args.fork)
         run = work / "straight"
         c = corruption(run, work)
         d = disk_full(run, work)
         m = malicious(run, work)
     how = "forked" if args.fork else "fresh `python -m minmax train`"
-    print(f"\nfaults.py: seed {args.seed}, {k['launches']} launches ({how}), "
+    launches = k["launches"] + sum(phase["launches"] for phase in p.values())
+    print(f"\nfaults.py: seed {args.seed}, {launches} launches ({how}), "
           f"{time.monotonic() - start:.0f} s")  # fmt: skip
     rows = [
         ("kills survived / injected", k["survived"], k["injected"],
          f"{k['mid_write']} mid checkpoint write, {k['fresh_starts']} before the first one"),
         ("resumed runs bit-identical / total", k["identical"], k["compared"],
-         "every checkpoint a resumed process wrote, and the end state"),
+         "every checkpoint a continued process wrote, and the end state"),
+        *((f"kills {label}", phase["survived"], phase["injected"],
+           f"{phase['points']} kill point(s); {phase['compared']} bit-for-bit comparisons "
+           "(each continued launch's new checkpoints, the end state)")
+          for label, phase in p.items()),
         ("corrupt checkpoints skipped / tried", c["skipped"], c["tried"],
          "flipped bit, truncated or deleted file, bad manifest, stray file, staging"),
         ("full-disk writes recovered / tried", d["recovered"], d["tried"],

@@ -55,29 +55,47 @@ def bench_source(cfg):
 
 
 def time_preset(
-    preset: str, steps: int, warmup: int, threads: int, overrides: list[str] = ()
-) -> dict:
-    """Images/s of the loop's iteration for ``preset`` (runs in the child process)."""
+    preset: str, steps: int, warmup: int, threads: int, overrides: list[str] = (),
+    budget_s: float = 120.0,
+) -> dict:  # fmt: skip
+    """Images/s of the loop's iteration for ``preset`` (runs in the child process). ``auto``
+    settings are resolved as a run resolves them (the probe's time is reported, not counted);
+    timing stops after ``budget_s`` seconds once one iteration is in (emulated bf16 is slow)."""
     import torch
 
     from minmax.augment import DiffAugment
     from minmax.config import resolve
     from minmax.objectives import get_objective
+    from minmax.train import autotune
+    from minmax.train.distributed import Dist
     from minmax.train.loop import build_run, iteration
 
-    torch.set_num_threads(threads)
-    cfg = resolve(preset, overrides=list(overrides))
+    threads_set = [f"train.threads={threads}"] if threads else []
+    cfg = resolve(preset, overrides=[*overrides, *threads_set])
     source, data = bench_source(cfg)
+    probe_s, t = 0.0, cfg.train
+    if "auto" in (t.precision, t.channels_last):
+        began = time.perf_counter()
+        speed = autotune.resolve_speed(cfg, source, Dist(), say=lambda text: None)
+        probe_s = time.perf_counter() - began
+        cfg = speed.apply(cfg)
     t, objective = cfg.train, get_objective(cfg.loss.objective)
+    torch.set_num_threads(threads or torch.get_num_threads())
     run = build_run(cfg, source)
     augment = DiffAugment(cfg.augment.policy, run.local_rng)
-    for _ in range(warmup + steps):
+    timed, start = 0, None
+    while timed < steps:
         if run.count.step == warmup:
             start = time.perf_counter()
         iteration(cfg, run, source, objective, augment)
         run.count.step += 1
+        if start is not None:
+            timed += 1
+            if time.perf_counter() - start > budget_s:
+                break
     seconds = time.perf_counter() - start
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in (("G", run.G), ("D", run.D))}
+    run_cfg = autotune.unprobed(cfg, torch.device("cpu"))
     return {
         "preset": preset,
         "data": data,
@@ -86,33 +104,74 @@ def time_preset(
         "n_dis": t.n_dis,
         "params_G": n_params["G"],
         "params_D": n_params["D"],
-        "images_per_s": steps * t.n_dis * t.batch_size / seconds,
-        "ms_per_iteration": 1000 * seconds / steps,
-        "precision": f"{t.precision}{' NHWC' if t.channels_last else ''}",
+        "images_per_s": timed * t.n_dis * t.batch_size / seconds,
+        "ms_per_iteration": 1000 * seconds / timed,
+        "timed_iterations": timed,
+        "precision": autotune.label(run_cfg.train.precision, run_cfg.train.channels_last is True),
+        "probe_s": probe_s,
     }
 
 
+def _time_child(preset: str, args: argparse.Namespace, overrides: list[str]) -> dict | None:
+    """``time_preset`` in a fresh process: its peak resident memory is its own (MiB)."""
+    cmd = [sys.executable, __file__, "_time", preset, str(args.steps), str(args.warmup),
+           str(args.threads), *overrides]  # fmt: skip
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        return None
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_mib"] = usage.ru_maxrss / 1024  # KiB on Linux
+    return result
+
+
+# The explicit settings ``--compare`` times beside auto.
+EXPLICIT = {
+    "fp32": ["train.precision=fp32", "train.channels_last=false"],
+    "fp32+NHWC": ["train.precision=fp32", "train.channels_last=true"],
+    "bf16": ["train.precision=bf16", "train.channels_last=false"],
+    "bf16+NHWC": ["train.precision=bf16", "train.channels_last=true"],
+}
+
+
 def speed(args: argparse.Namespace) -> None:
+    from minmax.machine import machine_summary
+
     extra = f", overrides {' '.join(args.overrides)}" if args.overrides else ""
-    print(f"# torch threads {args.threads}, {args.steps} timed iterations after {args.warmup}"
-          f"{extra}")  # fmt: skip
+    print(f"# {machine_summary()}")
+    print(f"# torch threads {args.threads or 'auto'}, {args.steps} timed iterations after "
+          f"{args.warmup}{extra}")  # fmt: skip
+    if args.compare:
+        return compare(args)
     print(f"{'preset':<16}{'arch':<8}{'data':<16}{'numerics':<11}{'batch':>6}{'n_dis':>6}"
           f"{'G params':>10}{'D params':>10}{'img/s':>9}{'ms/iter':>9}"
           f"{'peak MiB':>10}")  # fmt: skip
     for preset in args.presets:
-        cmd = [sys.executable, __file__, "_time", preset, str(args.steps), str(args.warmup),
-               str(args.threads), *args.overrides]  # fmt: skip
-        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        out = child.stdout.read()
-        _, status, usage = os.wait4(child.pid, 0)
-        if status != 0:
-            print(f"{preset:<16} failed (status {status})")
+        r = _time_child(preset, args, args.overrides)
+        if r is None:
+            print(f"{preset:<16} failed")
             continue
-        r = json.loads(out.strip().splitlines()[-1])
-        peak = usage.ru_maxrss / 1024  # KiB on Linux
         print(f"{preset:<16}{r['arch']:<8}{r['data']:<16}{r['precision']:<11}{r['batch']:>6}"
               f"{r['n_dis']:>6}{r['params_G']:>10,}{r['params_D']:>10,}{r['images_per_s']:>9.0f}"
-              f"{r['ms_per_iteration']:>9.1f}{peak:>10.0f}")  # fmt: skip
+              f"{r['ms_per_iteration']:>9.1f}{r['peak_mib']:>10.0f}")  # fmt: skip
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Each preset's default (auto) beside every explicit setting, cells in turn."""
+    print("| preset | batch | auto chose | auto | " + " | ".join(EXPLICIT)
+          + " | auto / best explicit | probe s |")  # fmt: skip
+    print("|---|---|---|---|" + "---|" * len(EXPLICIT) + "---|---|")
+    for preset in args.presets:
+        auto = _time_child(preset, args, args.overrides)
+        cells = {name: _time_child(preset, args, [*args.overrides, *extra])
+                 for name, extra in EXPLICIT.items()}  # fmt: skip
+        figures = {k: v["images_per_s"] for k, v in cells.items() if v}
+        best = max(figures.values())
+        row = " | ".join(f"{figures[k]:.1f}" if k in figures else "failed" for k in EXPLICIT)
+        print(f"| {preset} | {auto['batch']} | {auto['precision']} | {auto['images_per_s']:.1f} | "
+              f"{row} | {auto['images_per_s'] / best:.2f} | {auto['probe_s']:.1f} |",
+              flush=True)  # fmt: skip
 
 
 BASELINES = sorted((SHARED / "baselines").glob("*.npz"))
@@ -134,6 +193,9 @@ def score_line(name: str, source: str, n: int) -> str:
 
 
 def score(args: argparse.Namespace) -> None:
+    from minmax.machine import machine_summary
+
+    print(f"# {machine_summary()}")
     print(f"# digits-net scores vs the MNIST test set (10,000 images), n = {args.n}")
     print("| samples | fd_digits | kid_digits | precision / recall | density / coverage "
           "| classes | KL to data |")  # fmt: skip
@@ -147,18 +209,27 @@ def score(args: argparse.Namespace) -> None:
 
 def race(args: argparse.Namespace) -> None:
     """Train for ``--minutes`` of wall time, sample 10,000 images, score them."""
+    from minmax.machine import machine_summary
+
     run = Path(args.out) / f"{args.preset}-{args.minutes:g}min"
     if run.exists():
         raise SystemExit(f"{run} exists: remove it or choose --out")
     cmd = ["minmax", "train", "--preset", args.preset, "--data", str(MNIST), "--out", str(run),
            "--quiet", f"train.max_minutes={args.minutes}", f"train.threads={args.threads}",
            *args.overrides]  # fmt: skip
+    print(f"# {machine_summary()}", flush=True)
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     samples = run / "samples10k.npz"
     subprocess.run(["minmax", "sample", str(run), "--n", "10000", "--out", str(samples)],
                    check=True)  # fmt: skip
-    final = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    final = records[-1]
+    chosen = next((r for r in records if r.get("kind") == "speed"), None)
+    if chosen:
+        layout = "NHWC" if chosen["channels_last"] else "NCHW"
+        print(f"# auto chose {chosen['precision']} {layout}, adam {chosen['adam']}, "
+              f"{chosen['threads']} threads; probe img/s {chosen['probe']}")  # fmt: skip
     print(f"# {args.preset}: {final['kimg']:.0f} kimg in {final['seconds']:.0f} s "
           f"({1000 * final['kimg'] / final['seconds']:.0f} img/s)")  # fmt: skip
     print("| samples | fd_digits | kid_digits | precision / recall | density / coverage "
@@ -174,12 +245,13 @@ def main() -> None:
     s.add_argument("--presets", nargs="+", default=IMAGE_PRESETS)
     s.add_argument("--steps", type=int, default=30)
     s.add_argument("--warmup", type=int, default=5)
-    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--threads", type=int, default=0, help="torch threads (0: auto, as a run)")
+    s.add_argument("--compare", action="store_true", help="auto beside fp32/bf16 × NCHW/NHWC")
     s.add_argument("overrides", nargs="*", help="key=value overrides for every preset")
     r = sub.add_parser("race")
     r.add_argument("--preset", default="mnist-dcgan")
     r.add_argument("--minutes", type=float, default=10.0)
-    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--threads", type=int, default=0, help="torch threads (0: auto, as a run)")
     r.add_argument("--out", default="runs/bench")
     r.add_argument("overrides", nargs="*", help="extra key=value overrides")
     c = sub.add_parser("score")

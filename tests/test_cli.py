@@ -1,5 +1,9 @@
 """The console script: a tiny end-to-end run, and every bad input as a one-line exit 2."""
 
+import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
 
@@ -106,10 +110,48 @@ def test_existing_run_folder_is_never_overwritten(in_tmp, capsys):
 def test_resume_and_sample_need_a_checkpoint(in_tmp, capsys):
     (in_tmp / "empty").mkdir()
     _expect_usage_error(capsys, ["train", "--resume", "empty"], "not a run folder")
+    _expect_usage_error(capsys, ["train", "--resume", "nowhere"], "'nowhere' does not exist")
     (in_tmp / "empty" / "config.yaml").write_text("data: {name: ring}\n")
-    _expect_usage_error(capsys, ["train", "--resume", "empty"], "no checkpoint")
-    _expect_usage_error(capsys, ["sample", "empty", "--out", "x.npz"], "no checkpoint")
+    not_yet = "no checkpoint in 'empty' yet: its run has not finished its first one"
+    _expect_usage_error(capsys, ["sample", "empty", "--out", "x.npz"], not_yet)
     _expect_usage_error(capsys, ["sample", "nowhere", "--out", "x.npz"], "not found")
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_continued(in_tmp, capsys):
+    """Before config.yaml: the same --out starts it again (its dead lock taken over); after:
+    --resume starts it over from step 0, its dead attempt's log set aside. (Bit for bit:
+    tests/train/test_crash.py.) A folder whose checkpoints are all corrupt is not restarted."""
+    run = in_tmp / "run"
+    run.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (run / ".lock").write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname()}))
+    (run / "config.yaml.part").write_text("data: {na")
+    _expect_usage_error(capsys, ["train", "--resume", "run"], "start it again with --out run")
+    assert _train("--out", "run", "train.kimg=0.2", "eval.plots=false") == 0
+    assert "taking the lock over" in capsys.readouterr().err
+    shutil.rmtree(run / "checkpoint")  # as if killed before its first checkpoint
+    assert main(["train", "--quiet", "--resume", "run"]) == 0
+    err = capsys.readouterr().err
+    assert "no checkpoint in 'run' yet: starting from step 0 with its config.yaml" in err, err
+    assert "metrics.before-restart.jsonl" in err and (run / "metrics.before-restart.jsonl").exists()
+    assert [line for line in (run / "metrics.jsonl").open() if '"final"' in line]
+    for folder in (run / "checkpoint").iterdir():
+        (folder / "G.safetensors").write_bytes(b"rot")
+    assert main(["train", "--resume", "run"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no usable checkpoint in 'run': all 1 are corrupt" in last, last
+    assert (run / "config.yaml").is_file()  # a run asked to resume is never deleted
+
+
+def test_a_folder_another_run_is_locking_is_left_alone(in_tmp, capsys):
+    (in_tmp / "busy").mkdir()  # a run that has just started there: only its lock so far
+    (in_tmp / "busy" / ".lock").write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    )
+    assert main(["train", "--out", "busy", *TINY]) == 2
+    assert "'busy' is in use by PID" in capsys.readouterr().err
+    assert [p.name for p in (in_tmp / "busy").iterdir()] == [".lock"]
 
 
 def test_sample_rejects_bad_arguments(in_tmp, capsys):

@@ -6,6 +6,7 @@ Errors in what the user asked for (UsageError) print one line and exit with code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import sys
@@ -27,6 +28,7 @@ EXAMPLES = """examples:
   minmax calibrate runs/00000-ring               # fit D ~ log P/Q_G beside the run
   minmax sample runs/00000-ring --correct drs --out drs.png
   minmax diagnose runs/00000-ring                # what G under-covers (largest D)
+  minmax env                                     # versions, CPU flags, what auto picks here
 """
 
 
@@ -133,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--epochs", type=int, default=4)
     ft.add_argument("--seed", type=int, default=0)
 
+    env = sub.add_parser("env", help="versions, CPU/GPU, and what auto settings choose here")
+    env.add_argument("--no-probe", action="store_true", help="skip the speed probe (seconds)")
+
     theory = sub.add_parser("theory", help="check D* = log P/Q and V_D = 2log2 - 2JSD")
     theory.add_argument("--out", default="theory", help="folder for the table and plots")
     theory.add_argument("--quick", action="store_true", help="smaller budgets (for tests)")
@@ -159,10 +164,10 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError("--resume takes the run's own config: drop --preset/--config")
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
-            raise UsageError(f"'{run_dir}' is not a run folder (no config.yaml): check the path")
+            raise UsageError(_no_config(run_dir))
         cfg = C.resolve(config_file=run_dir / "config.yaml", overrides=overrides)
     else:
-        cfg = C.resolve(args.preset, args.config, overrides)
+        cfg = C.resolve(_preset_for(args), args.config, overrides)
     # Check every name, file and shape before anything is written.
     from minmax.augment import parse_policy
     from minmax.data.sources import resolve_data
@@ -172,8 +177,10 @@ def _train(args: argparse.Namespace) -> int:
     get_objective(cfg.loss.objective)
     parse_policy(cfg.augment.policy)
     family = MODELS.get(cfg.model.arch)
-    if args.dry_run:  # data are not loaded: a preset can be read before its data exist
-        print(C.to_yaml(cfg), end="")
+    if args.dry_run:  # image data are not loaded: a preset can be read before its data exist
+        from minmax.train.autotune import preview
+
+        print(preview(cfg) + C.to_yaml(cfg), end="")
         return 0
     source = resolve_data(cfg.data)
     family.kwargs(cfg.model, source.shape, source.n_classes)
@@ -216,6 +223,7 @@ def _train(args: argparse.Namespace) -> int:
         )
     except BaseException as err:
         keep = isinstance(err, DivergenceError)  # its diagnostic is in the folder
+        keep = keep or (run_dir / ".lock").exists()  # ours is released: another run's folder
         if d.is_main and not args.resume and not keep and not _has_checkpoint(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
         raise
@@ -224,14 +232,45 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preset_for(args: argparse.Namespace) -> str | None:
+    """--preset, or 'points' (said on stderr) for a points file given without --preset/--config."""
+    from minmax.data.sources import is_points_file
+
+    if args.preset or args.config or not args.data or not is_points_file(args.data):
+        return args.preset
+    print(f"minmax: --data {args.data} is a points file: preset 'points' (standardised, "
+          "codes over the data's box, a Fourier D head); --preset NAME for another",
+          file=sys.stderr)  # fmt: skip
+    return "points"
+
+
+# What a run killed before it wrote its config.yaml leaves: its lock (RunLock takes a dead
+# run's over) and a partial config. Nothing to continue: the same --out starts it again.
+_BEFORE_CONFIG = re.compile(r"\.lock(\.stale\.\d+)?|config\.yaml\.part")
+
+
+def _no_config(run_dir: Path) -> str:
+    """Why ``--resume RUN_DIR`` finds no config.yaml: the real cause, and the fix."""
+    if not run_dir.is_dir():
+        return f"run folder '{run_dir}' does not exist: check the path"
+    left = [p.name for p in run_dir.iterdir()]
+    if left and all(_BEFORE_CONFIG.fullmatch(name) for name in left):
+        return (
+            f"'{run_dir}' holds no config.yaml: its run was stopped before writing it; start "
+            f"it again with --out {run_dir} and the same settings"
+        )
+    return f"'{run_dir}' is not a run folder (no config.yaml): check the path"
+
+
 def _choose_run_dir(args: argparse.Namespace, preset: str) -> Path:
     if args.resume:
-        from minmax.train.checkpoint import find_checkpoint
+        from minmax.train.checkpoint import NoCheckpointError, find_checkpoint
 
-        find_checkpoint(Path(args.resume))
+        with contextlib.suppress(NoCheckpointError):  # none finished: train starts it over
+            find_checkpoint(Path(args.resume))
         return Path(args.resume)
     run_dir = Path(args.out) if args.out else _next_run_dir(Path("runs"), preset)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and not all(_BEFORE_CONFIG.fullmatch(p.name) for p in run_dir.iterdir()):
         raise UsageError(
             f"run folder '{run_dir}' already exists: continue it with --resume {run_dir}, "
             "or choose another --out"
@@ -398,6 +437,16 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _env(args: argparse.Namespace) -> int:
+    from minmax.env import report
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    print(report(probe=not args.no_probe, say=say))
+    return 0
+
+
 def _theory(args: argparse.Namespace) -> int:
     from minmax.theory import run_checks
 
@@ -420,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             "theory": _theory,
             "calibrate": _calibrate,
             "diagnose": _diagnose,
+            "env": _env,
         }[args.command](args)
     except UsageError as err:
         print(f"minmax: error: {err}", file=sys.stderr)

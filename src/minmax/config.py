@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -35,6 +35,9 @@ class DataConfig:
     labels: bool = True  # folder datasets: class labels from sub-folder names
     # folders: skip files that cannot be decoded (counted and warned) instead of stopping
     skip_bad: bool = False
+    # train on (x - mean) / std per coordinate, mapped back for samples, plots and D(x):
+    # auto (points files on, named densities off) | on | off (minmax.data.standardize)
+    standardize: str = "auto"
 
 
 @dataclass
@@ -87,10 +90,12 @@ class AugmentConfig:
 
 
 CODE_INITS = ["net", "box"]
+STANDARDIZE = ["auto", "on", "off"]
 LR_SCHEDULES = ["constant", "cosine", "linear"]
 DEVICES = ["auto", "cpu", "cuda"]
-PRECISIONS = ["fp32", "bf16"]
-ADAM_IMPLS = ["fused", "foreach", "loop"]
+PRECISIONS = ["auto", "fp32", "bf16"]
+ADAM_IMPLS = ["auto", "fused", "foreach", "loop"]
+AutoBool = Literal["auto", True, False]  # a switch that minmax.train.autotune may decide
 
 
 @dataclass
@@ -110,17 +115,20 @@ class TrainConfig:
     ema_bn_samples: int = 4096  # G_ema's batch-norm statistics re-estimated from this many
     # samples before it is saved or shown (its own weights, not G's statistics); 0 = copy G's
     seed: int = 0
-    threads: int = 0  # torch intra-op threads, 0 = torch's default
+    threads: int = 0  # torch intra-op threads; 0 = auto (torch's default, cores / local ranks)
     log_every_steps: int = 200
     checkpoint_every_kimg: float = 500.0
     keep_checkpoints: int = 3  # newest checkpoints kept (plus the best-scoring one), >= 1
     grid_every_kimg: float = 0.0  # fixed-noise sample grid PNG every N kimg (images), 0 = end only
     # speed and scale (docs/scaling.md); batch_size is the global batch, summed over ranks
     device: str = "auto"  # auto (this rank's GPU if any, else CPU) | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 autocast (slower for the presets: docs/scaling.md)
+    # auto | fp32 | bf16 autocast. auto: bf16 only where the hardware has it (CUDA bf16,
+    # AVX512-BF16, AMX) and a probe of the run's own networks finds it faster (autotune.py)
+    precision: str = "auto"
     compile: bool = False  # torch.compile G, D (not with spectral norm; R1/R2/GP steps eager)
-    channels_last: bool = False  # NHWC memory format for image models (GPU tensor cores)
-    adam: str = "fused"  # fused | foreach | loop: Adam's implementation, same maths
+    # NHWC memory format for image models: auto (the probe decides) | true | false
+    channels_last: AutoBool = "auto"
+    adam: str = "auto"  # auto (fused where supported) | fused | foreach | loop: same maths
     accum_steps: int = 1  # micro-batches per optimizer step (gradient accumulation)
     sync_bn: bool = False  # batch-norm stats over all ranks: same model at any rank count
     dist_timeout_s: float = 1800.0  # a collective waiting longer than this fails the run
@@ -242,6 +250,8 @@ def apply_override(cfg: Config, text: str) -> None:
 def _coerce(value: Any, hint: Any, path: str, from_text: bool = False) -> Any:
     """Convert ``value`` to the field type ``hint`` (int, float, bool, str or X | None)."""
     args = typing.get_args(hint)
+    if typing.get_origin(hint) is Literal:
+        return _choice(value, args, path)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         if value is None or (from_text and str(value).lower() in ("none", "null", "")):
             return None
@@ -276,6 +286,22 @@ def _coerce(value: Any, hint: Any, path: str, from_text: bool = False) -> Any:
             raise bad
         return str(value)
     raise TypeError(f"unsupported config type {hint} for '{path}'")
+
+
+BOOL_WORDS = {"true": True, "yes": True, "1": True, "on": True,
+              "false": False, "no": False, "0": False, "off": False}  # fmt: skip
+
+
+def _choice(value: Any, choices: tuple, path: str) -> Any:
+    """One of ``choices`` (names and booleans, e.g. ``auto``, ``true``, ``false``)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        value = BOOL_WORDS.get(text, text) if True in choices else text
+    for choice in choices:  # by type too: 1 == True, but 1 is not a choice
+        if type(value) is type(choice) and value == choice:
+            return choice
+    names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
+    raise UsageError(f"'{path}' must be one of {names}, got '{value}'")
 
 
 def validate(cfg: Config) -> Config:
@@ -357,6 +383,9 @@ def validate(cfg: Config) -> Config:
     ]:
         if value not in allowed:
             raise UsageError(f"unknown {key} '{value}': {did_you_mean(value, allowed)}")
+    if cfg.data.standardize not in STANDARDIZE:
+        hint = did_you_mean(cfg.data.standardize, STANDARDIZE)
+        raise UsageError(f"unknown data.standardize '{cfg.data.standardize}': {hint}")
     if t.lr_schedule not in LR_SCHEDULES:
         hint = did_you_mean(t.lr_schedule, LR_SCHEDULES)
         raise UsageError(f"unknown train.lr_schedule '{t.lr_schedule}': {hint}")

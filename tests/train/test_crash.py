@@ -3,8 +3,14 @@ require the end state to be bit-identical to a run that was never interrupted.
 
 Kills land at three kinds of moment: mid checkpoint write (as soon as a new staging folder
 ``ckpt-N.tmp`` appears), shortly after a checkpoint completed (mid step, mid prune, mid
-report) and at a random time after launch (imports, config, the resume itself). A kill
-before the first checkpoint completed leaves nothing to resume: the run starts over.
+report) and at a random time after launch (imports, config, the resume itself). Each kill is
+followed by what a user would do: ``--resume RUN`` once RUN holds a config.yaml (a run
+killed before its first checkpoint starts over from step 0), else the same ``--out RUN``.
+
+Phase kills are deterministic: the launch SIGKILLs itself (``arm``) the moment it is about
+to create or rename into place a given file: before the run folder exists, before and after
+config.yaml, in the first checkpoint's staging folder, before a later checkpoint, in the
+final report's plots (``PHASES``).
 
 The default run forks the test process for each launch (torch is already imported: ~0 s
 start); the slow run launches ``python -m minmax`` afresh each time (~5 s start on 2 cores).
@@ -13,15 +19,19 @@ start); the slow run launches ``python -m minmax`` afresh each time (~5 s start 
 
 from __future__ import annotations
 
+import builtins
+import io
+import json
 import multiprocessing
 import os
 import random
-import shutil
+import re
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
@@ -53,12 +63,103 @@ def toy_args(n_checkpoints: int) -> list[str]:
     return ["--preset", "ring", *TOY, f"train.kimg={EVERY_KIMG * n_checkpoints:.2f}"]
 
 
-class Spawned:
-    """``python -m minmax ARGV`` in a fresh interpreter."""
+@dataclass(frozen=True)
+class Phase:
+    """A deterministic kill: SIGKILL at the ``nth`` call of ``event`` ("mkdir", "replace":
+    the target, or "open" for writing) on a path whose name fullmatches ``name``; before
+    the call, or once it has returned (``after``)."""
 
-    def __init__(self, argv: list[str], log: Path) -> None:
+    event: str
+    name: str
+    nth: int = 1
+    after: bool = False
+
+
+STAGING = r"ckpt-\d{12}\.tmp"
+# Each phase of a run, a few kill points each (tests take the first; benchmarks/faults.py
+# cycles through them). "{run}" is the run folder's name.
+PHASES = {
+    "a) before the run folder or its config.yaml": [
+        Phase("mkdir", "{run}"),  # no folder yet
+        Phase("replace", r"config\.yaml"),  # the folder, its lock, config.yaml.part
+    ],
+    "b) after config.yaml, before the first checkpoint": [
+        Phase("replace", r"config\.yaml", after=True),
+    ],
+    "c) during the first checkpoint write": [
+        Phase("open", r"training\.safetensors\.part", after=True),  # an empty file in it
+        Phase("open", r"networks\.json\.part"),  # the staging folder empty
+        Phase("replace", r"manifest\.json"),  # all but the manifest
+        Phase("replace", r"ckpt-\d{12}"),  # whole, but still staged
+    ],
+    "d) between checkpoints": [
+        Phase("mkdir", STAGING, nth=2),  # one checkpoint and 10 steps more, not the next
+    ],
+    "e) during the final report": [
+        Phase("open", r"samples\.png"),  # after the last checkpoint, before the plots
+        Phase("open", r"discriminator\.png", after=True),  # samples.png written
+    ],
+}
+REPORT_ARGS = ["eval.plots=true"]  # phase e needs the report's plots
+
+
+def arm(phase: Phase, run_name: str) -> None:
+    """Make this process SIGKILL itself at ``phase`` (called in a launch, before main)."""
+    pattern, seen = re.compile(phase.name.replace("{run}", re.escape(run_name))), 0
+
+    def hooked(real: Callable, path_of: Callable) -> Callable:
+        def call(*args, **kwargs):
+            nonlocal seen
+            path = path_of(*args, **kwargs)
+            hit = path is not None and pattern.fullmatch(os.path.basename(os.fsdecode(path)))
+            seen += bool(hit)
+            hit = hit and seen == phase.nth
+            if hit and not phase.after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            result = real(*args, **kwargs)
+            if hit:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+
+        return call
+
+    def written(file, mode="r", *args, **kwargs):
+        return file if isinstance(file, str | os.PathLike) and set(mode) & set("wax+") else None
+
+    if phase.event == "mkdir":
+        os.mkdir = hooked(os.mkdir, lambda path, *args, **kwargs: path)
+    elif phase.event == "replace":
+        os.replace = hooked(os.replace, lambda src, dst, *args, **kwargs: dst)
+    else:
+        builtins.open = io.open = hooked(builtins.open, written)
+
+
+def run_armed(phase: str, run_name: str, argv: list[str]) -> int:
+    """``minmax ARGV``, killed at ``phase`` (JSON): what a Spawned launch runs."""
+    arm(Phase(**json.loads(phase)), run_name)
+    return main(argv)
+
+
+# A fresh interpreter that imports this file by its path, arms the kill, then runs minmax.
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); import test_crash as t; "
+    "sys.exit(t.run_armed(*sys.argv[2:4], sys.argv[4:]))"
+)
+
+
+def _run_dir_name(argv: list[str]) -> str:
+    return Path(argv[argv.index("--out" if "--out" in argv else "--resume") + 1]).name
+
+
+class Spawned:
+    """``python -m minmax ARGV`` in a fresh interpreter (armed to die at ``phase``)."""
+
+    def __init__(self, argv: list[str], log: Path, phase: Phase | None = None) -> None:
         with open(log, "ab") as out:
             command = [sys.executable, "-m", "minmax", *argv]
+            if phase is not None:
+                here, armed = str(Path(__file__).parent), json.dumps(asdict(phase))
+                command = [sys.executable, "-c", _BOOT, here, armed, _run_dir_name(argv), *argv]
             self.process = subprocess.Popen(command, stdout=out, stderr=out)
 
     def poll(self) -> int | None:
@@ -74,8 +175,9 @@ class Spawned:
 class Forked:
     """``minmax.cli.main(ARGV)`` in a forked copy of this process (no import time)."""
 
-    def __init__(self, argv: list[str], log: Path) -> None:
-        self.process = multiprocessing.get_context("fork").Process(target=_run, args=(argv, log))
+    def __init__(self, argv: list[str], log: Path, phase: Phase | None = None) -> None:
+        context = multiprocessing.get_context("fork")
+        self.process = context.Process(target=_run, args=(argv, log, phase))
         self.process.start()
 
     def poll(self) -> int | None:
@@ -89,14 +191,19 @@ class Forked:
         return self.process.exitcode
 
 
-def _run(argv: list[str], log: Path) -> None:
+def _run(argv: list[str], log: Path, phase: Phase | None) -> None:
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
+    # pytest's sys.stdout/stderr do not write to fds 1 and 2: the log would stay empty.
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    if phase is not None:
+        arm(phase, _run_dir_name(argv))
     sys.exit(main(argv))
 
 
-Launcher = Callable[[list[str], Path], Spawned | Forked]
+Launcher = Callable[..., Spawned | Forked]  # (argv, log, phase=None)
 
 
 @dataclass
@@ -105,6 +212,20 @@ class KillReport:
     mid_write: int = 0  # ... that cut a checkpoint write short (its staging folder stayed)
     fresh_starts: int = 0  # ... before the first checkpoint: the run started over
     launches: int = 0
+    states: list[str] = field(default_factory=list)  # the run folder after each kill
+
+
+def state(run_dir: Path) -> str:
+    """What a kill left: "no folder", "no config", "no checkpoint", "unfinished first
+    checkpoint" or "checkpointed"."""
+    if not run_dir.is_dir():
+        return "no folder"
+    if not (run_dir / "config.yaml").is_file():
+        return "no config"
+    finished, staging = _snapshot(run_dir / CHECKPOINT)
+    if finished:
+        return "checkpointed"
+    return "unfinished first checkpoint" if staging else "no checkpoint"
 
 
 def _snapshot(root: Path) -> tuple[set[int], set[tuple[str, int, int]]]:
@@ -144,27 +265,39 @@ def kill_and_resume(
     seed: int,
     launch: Launcher = Forked,
     after_round: Callable[[], None] = lambda: None,
+    phases: Sequence[Phase] = (),
 ) -> KillReport:
-    """Train ``args`` into ``run_dir``, SIGKILLing it ``n_kills`` times and resuming it each
-    time (``--resume``), then let it finish; returns what happened. ``after_round`` is called
-    after each launch has been killed or has finished."""
+    """Train ``args`` into ``run_dir``, SIGKILLing it ``n_kills`` times and continuing it
+    each time (``--resume``, or the same ``--out`` while it has no config.yaml), then let it
+    finish; returns what happened. The first kills are at ``phases``, in turn; the others
+    at seeded random moments. ``after_round`` is called after each launch has been killed
+    or has finished."""
     rng, report, root = random.Random(seed), KillReport(), run_dir / CHECKPOINT
     log = run_dir.with_name(run_dir.name + ".log")
     while True:
-        if _has_checkpoint(run_dir):
+        if (run_dir / "config.yaml").is_file():
             argv = ["train", "--quiet", "--resume", str(run_dir)]
         else:
-            shutil.rmtree(run_dir, ignore_errors=True)
             argv = ["train", "--quiet", "--out", str(run_dir), *args]
-            report.fresh_starts += report.launches > 0
+        report.fresh_starts += report.launches > 0 and not _has_checkpoint(run_dir)
         finished_before, staging_before = _snapshot(root)
         newest_before = max(finished_before, default=-1)
-        child = launch(argv, log)
+        phase = phases[report.kills] if report.kills < min(n_kills, len(phases)) else None
+        child = launch(argv, log, phase)
         report.launches += 1
         if report.kills >= n_kills:
             assert child.wait() == 0, log.read_text()[-2000:]
             after_round()
             return report
+        if phase is not None:  # it kills itself
+            code = child.wait()
+            never = f"{phase} never came (exit {code}): is the run too short?"
+            assert code == -signal.SIGKILL, f"{never}\n{log.read_text()[-2000:]}"
+            report.kills += 1
+            report.states.append(state(run_dir))
+            report.mid_write += bool(_snapshot(root)[1] - staging_before)
+            after_round()
+            continue
         # The moment: the first three kinds in turn, then at random.
         kind = ["write", "after", "startup"][report.kills % 3] if report.kills < 3 else None
         kind = kind or rng.choice(["write", "write", "after", "after", "startup"])
@@ -188,6 +321,7 @@ def kill_and_resume(
         child.kill()
         child.wait()
         report.kills += 1
+        report.states.append(state(run_dir))
         report.mid_write += bool(_snapshot(root)[1] - staging_before)
         after_round()
 
@@ -243,3 +377,30 @@ def test_three_kills_resume_bit_identically(tmp_path):
 def test_twenty_kills_of_fresh_processes_resume_bit_identically(tmp_path):
     report = _check(tmp_path, n_kills=20, n_checkpoints=64, launch=Spawned)
     assert report.mid_write >= 1, report
+
+
+def _train_lines(run_dir: Path) -> set[tuple]:
+    lines = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+    return {(r["step"], r["loss_D"], r["loss_G"]) for r in lines if r["kind"] == "train"}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and fork are POSIX")
+def test_a_kill_at_each_phase_resumes_bit_identically(tmp_path):
+    args = [*toy_args(n_checkpoints=3), *REPORT_ARGS]
+    straight_run(tmp_path / "straight", args)
+    a, b, c, d, e = PHASES.values()
+    phases = [*a, b[0], c[0], d[0], e[0]]  # (a) twice: no folder yet; one with no config
+    killed = tmp_path / "killed"
+    report = kill_and_resume(killed, args, len(phases), seed=0, phases=phases)
+    reached = ["no folder", "no config", "no checkpoint", "unfinished first checkpoint"]
+    assert report.states == [*reached, "checkpointed", "checkpointed"]
+    assert differences(tmp_path / "straight", killed) == []
+    log = (tmp_path / "killed.log").read_text()
+    assert "taking the lock over" in log and "starting from step 0" in log
+    assert "Traceback" not in log
+    assert (killed / "samples.png").is_file() and (killed / "discriminator.png").is_file()
+    # The log tells one run: each step's losses as in the uninterrupted run, and the
+    # attempts that died before the first checkpoint set aside (step 5 appears once).
+    assert _train_lines(killed) == _train_lines(tmp_path / "straight")
+    steps = [json.loads(line).get("step") for line in (killed / "metrics.jsonl").open()]
+    assert steps.count(5) == 1 and (killed / "metrics.before-restart.jsonl").is_file()

@@ -142,10 +142,3 @@ def test_compile_leaves_spectrally_normalised_networks_eager(capsys):
     assert fast(D) is D and fast(D) is D  # eager, and said once
     assert fast(G) is not G  # G has no spectral norm here: compiled
     assert capsys.readouterr().err.count("spectral norm") == 1
-
-
-@pytest.mark.parametrize("slow", [True, False])
-def test_bf16_on_a_cpu_without_native_bf16_says_so(monkeypatch, capsys, slow):
-    monkeypatch.setattr(loop, "slow_bf16", lambda device: slow)
-    build_run(resolve("mnist-dcgan", overrides=[*IMAGES, "train.precision=bf16"]), images())
-    assert ("no native bf16" in capsys.readouterr().err) == slow

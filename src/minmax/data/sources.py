@@ -16,17 +16,24 @@ from torch import Tensor
 
 from minmax.config import DataConfig
 from minmax.data.images import ImageDataset, is_image_dataset, load_images
+from minmax.data.points import SUFFIXES as POINTS_SUFFIXES
 from minmax.data.points import Points, resolve_toy
+from minmax.data.standardize import Standardizer, standardizer_for
 from minmax.data.toy import Density
 from minmax.errors import UsageError
 
 
 @dataclass
 class ToySource:
-    """A toy density or a points file: unlabelled vectors."""
+    """A toy density or a points file: unlabelled vectors.
+
+    ``density`` is the data in the user's units; ``sample`` gives what the networks train on:
+    standardised by ``units`` when set (``minmax.data.standardize``), else the same.
+    """
 
     density: Density | Points
     n_classes: int = 0
+    units: Standardizer | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -36,7 +43,8 @@ class ToySource:
         self, n: int, rng: torch.Generator, rows: slice | None = None
     ) -> tuple[Tensor, None]:
         x = self.density.sample(n, rng)
-        return (x if rows is None else x[rows]), None
+        x = x if rows is None else x[rows]
+        return (x if self.units is None else self.units.encode(x)), None
 
     def sample_labels(self, n: int, rng: torch.Generator) -> None:
         return None
@@ -77,9 +85,16 @@ class ImageSource:
 Source = ToySource | ImageSource
 
 
+def is_points_file(name: str) -> bool:
+    """Whether ``name`` is a user's points file (.npy, .csv, or an .npz that is not images)."""
+    return Path(name).suffix.lower() in POINTS_SUFFIXES and not is_image_dataset(name)
+
+
 def resolve_data(cfg: DataConfig) -> Source:
     """The source ``data.name`` means: an image dataset, a toy density or a points file."""
     if is_image_dataset(cfg.name):
+        if cfg.standardize == "on":
+            raise UsageError("data.standardize=on is for points and toy densities, not images")
         dataset = load_images(
             cfg.name,
             root=cfg.root,
@@ -96,4 +111,5 @@ def resolve_data(cfg: DataConfig) -> Source:
         raise UsageError(
             f"data folder '{cfg.name}' does not exist: give a folder of images with --data DIR"
         )
-    return ToySource(resolve_toy(cfg.name))
+    density = resolve_toy(cfg.name)
+    return ToySource(density, units=standardizer_for(density, cfg.standardize, cfg.name))

@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from minmax.data.standardize import in_user_units
 from minmax.errors import UsageError
 from minmax.registry import Registry
 
@@ -49,7 +50,8 @@ def build_networks(
 
 
 def rebuild(spec: dict, role: str) -> nn.Module:
-    """Rebuild ``role`` ("G" or "D") from a saved ``{"arch", "G", "D"}`` spec."""
+    """Rebuild ``role`` ("G" or "D") from a saved ``{"arch", "G", "D"}`` spec; with the spec's
+    ``"units"`` (a standardised points run), in the user's units (``minmax.data.standardize``)."""
     family = MODELS.get(spec["arch"])
     cls = family.generator if role == "G" else family.discriminator
-    return cls(**spec[role])
+    return in_user_units(cls(**spec[role]), spec, role)

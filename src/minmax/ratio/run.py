@@ -89,6 +89,7 @@ def held_out(cfg: Config, n_eval: int, seed: int) -> HeldOut:
     source = resolve_data(cfg.data)
     rng = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET)
     if isinstance(source, ToySource):
+        source = ToySource(source.density)  # the user's units, as G and D are rebuilt in
         x, _ = source.sample(n_eval, rng)
         fresh = hasattr(source.density, "log_prob")
         note = "fresh samples of P" if fresh else "the points file (not held out: no split)"

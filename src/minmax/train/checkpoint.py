@@ -52,6 +52,12 @@ _NAME = re.compile(r"ckpt-(\d{12})(\.old|\.tmp)?")
 _RANK = {None: 2, ".old": 1, ".tmp": 0}  # at equal images seen: finished > mid-swap > staging
 
 
+class NoCheckpointError(UsageError):
+    """The run folder holds no finished checkpoint, corrupt or not (at most unfinished
+    staging ones): its run stopped before its first checkpoint was complete, and continues
+    from step 0 (``minmax train --resume``)."""
+
+
 def _json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2) + "\n").encode()
 
@@ -78,6 +84,12 @@ def _fsync_dir(folder: Path) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     _write_file(path, _json_bytes(data))
+
+
+def write_text(path: Path, text: str) -> None:
+    """``text`` at ``path`` whole, or the file as it was (a run's config.yaml: a run killed
+    while writing it must not leave half a config that a resume would read)."""
+    _write_file(path, text.encode())
 
 
 def _module_tensors(module: nn.Module) -> dict[str, Tensor]:
@@ -291,26 +303,40 @@ def find_checkpoint(run_dir: Path) -> Path:
     """The newest checkpoint whose files all match their manifest.
 
     Newer ones that are unfinished or corrupt are named on stderr, one line each, and
-    skipped: loading them would continue another run, or fail later.
+    skipped: loading them would continue another run, or fail later. Raises
+    NoCheckpointError when none was ever finished (a run killed before or during its first
+    checkpoint), and a UsageError saying so when every finished one is corrupt.
     """
     run_dir = Path(run_dir)
     root = _checkpoint_root(run_dir)
-    skipped = 0
+    corrupt = unfinished = 0
     for folder in _candidates(root):
         problem = verify_checkpoint(folder)
         if problem is None:
             return folder
-        skipped += 1
+        unfinished += folder.name.endswith(".tmp")
+        corrupt += not folder.name.endswith(".tmp")
         print(f"minmax: skipping checkpoint '{folder}': {problem}", file=sys.stderr)
     for legacy in (root, run_dir / f"{CHECKPOINT}.old"):  # written before manifests existed
         if (legacy / "state.json").is_file():
             return legacy
-    if skipped:
+    if corrupt:  # finished once, damaged since: starting over would hide that
+        what = f"all {corrupt} are corrupt"
+        if unfinished:
+            what = f"{corrupt} are corrupt and {unfinished} unfinished"
         raise UsageError(
-            f"no usable checkpoint in '{run_dir}': all {skipped} are unfinished or corrupt "
-            "(listed above); start a new run"
+            f"no usable checkpoint in '{run_dir}': {what} (listed above); restore them from a "
+            f"copy, or move '{root}' aside and resume to start over from step 0"
         )
-    raise UsageError(f"no checkpoint in '{run_dir}': give a run folder written by 'minmax train'")
+    if (run_dir / "config.yaml").is_file():
+        left = f" ({unfinished} unfinished, listed above)" if unfinished else ""
+        raise NoCheckpointError(
+            f"no checkpoint in '{run_dir}' yet{left}: its run has not finished its first one "
+            f"(if it was stopped, 'minmax train --resume {run_dir}' starts it over from step 0)"
+        )
+    raise NoCheckpointError(
+        f"no checkpoint in '{run_dir}': give a run folder written by 'minmax train'"
+    )
 
 
 def best_checkpoint(run_dir: Path) -> Path | None:

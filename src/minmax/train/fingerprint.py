@@ -50,6 +50,8 @@ RESUMABLE = frozenset(
         "train.accum_steps",
         "train.dist_timeout_s",
         "data.skip_bad",
+        # its effect, the map a points file is standardised by, is in the data's fingerprint
+        "data.standardize",
     }
 )
 RESUMABLE_SECTIONS = frozenset({"eval"})
@@ -67,7 +69,9 @@ def fingerprint(cfg: Config, source: Source) -> dict[str, dict[str, Any]]:
 
 def data_fingerprint(source: Source) -> dict[str, Any]:
     """Shape, classes and a SHA-256 of the data's tensors (images and labels, a toy density's
-    parameters or a points file's rows): ~0.3 s for CIFAR-10's 150 MB, once per run."""
+    parameters or a points file's rows): ~0.3 s for CIFAR-10's 150 MB, once per run. Data
+    standardised for training add the map, so a run from before standardisation (or with
+    ``data.standardize=off``) is not continued on standardised data, nor the reverse."""
     dataset = getattr(source, "dataset", None)
     if dataset is not None:
         content = {"images": dataset.images, "labels": dataset.labels}
@@ -86,11 +90,13 @@ def data_fingerprint(source: Source) -> dict[str, Any]:
             digest.update(value.reshape(-1).view(torch.uint8).numpy())
         else:
             digest.update(repr(value).encode())
-    return {
+    found = {
         "shape": list(source.shape),
         "n_classes": source.n_classes,
         "sha256": digest.hexdigest(),
     }
+    units = getattr(source, "units", None)  # standardised for training (minmax.data.standardize)
+    return found if units is None else {**found, "units": units.to_dict()}
 
 
 def read_fingerprint(folder: Path) -> dict | None:

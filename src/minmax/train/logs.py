@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,36 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not Path(path).is_file():
         return []
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+RESTART_ASIDE = {
+    "metrics.jsonl": "metrics.before-restart.jsonl",
+    "tensorboard": "tensorboard.before-restart",
+}
+
+
+def set_aside(run_dir: Path) -> str:
+    """Rename the logs of a run that died before its first checkpoint (``metrics.jsonl``,
+    ``tensorboard/``) to ``*.before-restart``; returns a note naming them, or "".
+
+    A run continued from a checkpoint appends to its log: what it logged up to that
+    checkpoint is its own (the few steps a dead attempt logged after it appear twice, with
+    the same values). A run started over from step 0 shares nothing with the dead attempt
+    but the config: every old line would be a second copy of a step, or, after other
+    overrides (a lower learning rate after a divergence), another run's numbers passing
+    for this one's. So they go aside, not away: they may show why the attempt died. A later
+    restart replaces them (every earlier attempt died before its first checkpoint).
+    """
+    moved = []
+    for name, aside_name in RESTART_ASIDE.items():
+        path, aside = Path(run_dir) / name, Path(run_dir) / aside_name
+        if not path.exists():
+            continue
+        shutil.rmtree(aside, ignore_errors=True)  # a folder, from an earlier restart
+        aside.unlink(missing_ok=True)
+        os.replace(path, aside)
+        moved.append(f"{name} moved to {aside_name}")
+    return f" (the dead attempt's {', '.join(moved)})" if moved else ""
 
 
 class Logger:

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -29,26 +29,29 @@ from tqdm import tqdm
 from minmax.augment import DiffAugment
 from minmax.config import Config, TrainConfig, to_yaml
 from minmax.data.sources import Source, resolve_data
+from minmax.data.standardize import with_units
 from minmax.errors import DivergenceError, UsageError
 from minmax.models import build_networks
 from minmax.models.codes import code_prior
 from minmax.models.layers import BatchNorm2d
 from minmax.objectives import Objective, get_objective
-from minmax.train import distributed
+from minmax.train import autotune, distributed
 from minmax.train.checkpoint import (
+    NoCheckpointError,
     check_fingerprint,
     find_checkpoint,
     load_module,
     load_training,
     save_checkpoint,
     write_json,
+    write_text,
 )
 from minmax.train.distributed import Dist
 from minmax.train.ema import Latents, recompute_batch_norm, update_ema
 from minmax.train.fingerprint import fingerprint
 from minmax.train.health import Health, nonfinite
 from minmax.train.lock import RunLock
-from minmax.train.logs import Logger
+from minmax.train.logs import Logger, set_aside
 from minmax.train.snapshots import Snapshots
 from minmax.train.steps import Engine, Slice, d_step, draw, g_step, new_latents
 
@@ -133,24 +136,10 @@ def compiler(enabled: bool, device: torch.device) -> Callable[[nn.Module], nn.Mo
     return compile_unless_sn
 
 
-def slow_bf16(device: torch.device) -> bool:
-    """Whether bf16 would be emulated here: a CPU without native bf16 (AVX512-BF16 or AMX)
-    runs it far slower than fp32, the opposite of why a preset asks for it."""
-    if device.type != "cpu":
-        return False
-    try:
-        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):  # a build without oneDNN
-        return True
-
-
 def make_engine(G: nn.Module, D: nn.Module, t: TrainConfig, d: Dist) -> Engine:
     """The callables the steps use: DDP-wrapped where gradients must be all-reduced,
     compiled where asked, in bf16 autocast when ``train.precision`` says so."""
     bf16 = t.precision == "bf16"
-    if bf16 and d.is_main and slow_bf16(d.device):
-        print("minmax: train.precision=bf16 but this CPU has no native bf16: training may be "
-              "slower than with train.precision=fp32", file=sys.stderr)  # fmt: skip
     fast = compiler(t.compile, d.device)
     G_fast, D_fast = fast(G), fast(D)
     if d.enabled:  # the updated copies all-reduce their gradients
@@ -160,7 +149,7 @@ def make_engine(G: nn.Module, D: nn.Module, t: TrainConfig, d: Dist) -> Engine:
         G_train, D_train, D_ddp = G_fast, D_fast, D
     return Engine(
         G=G_fast, D=D_fast, G_train=G_train, D_train=D_train, D_reg=D_ddp,
-        device=d.device, bf16=bf16, channels_last=t.channels_last,
+        device=d.device, bf16=bf16, channels_last=t.channels_last is True,
     )  # fmt: skip
 
 
@@ -252,7 +241,8 @@ class Run:
         """Resume from the newest checkpoint that verifies; returns its folder. A rank the
         checkpoint has no local RNG state for (a run resumed on more ranks than wrote it)
         keeps its freshly seeded one. With ``fingerprint``, a checkpoint of another config
-        or dataset is refused (UsageError)."""
+        or dataset is refused (UsageError); a folder with no finished checkpoint raises
+        NoCheckpointError, and nothing is loaded."""
         folder = find_checkpoint(run_dir)
         if fingerprint is not None:
             check_fingerprint(folder, fingerprint)
@@ -270,10 +260,13 @@ class Run:
 
 def build_run(cfg: Config, source: Source, d: Dist | None = None) -> Run:
     """Seeded networks, G_ema, optimizers and engine for ``cfg`` on data shaped like ``source``."""
-    t, d = cfg.train, d or Dist()
+    d = d or Dist()
+    cfg = autotune.unprobed(cfg, d.device)  # what train() has not resolved: plain settings
+    t = cfg.train
     part = check_batch(t, d)
     torch.manual_seed(t.seed)
     G, D, spec = build_networks(cfg.model, source.shape, source.n_classes)
+    spec = with_units(spec, getattr(source, "units", None))  # rebuilt in the user's units
     if cfg.model.code_init == "box":  # each code starts at its own point of the data's box
         real, _ = source.sample(BOX_SAMPLES, torch.Generator().manual_seed(t.seed))
         real = real.flatten(1).float()
@@ -281,7 +274,7 @@ def build_run(cfg: Config, source: Source, d: Dist | None = None) -> Run:
     for module in (*G.modules(), *D.modules()):
         if isinstance(module, BatchNorm2d):
             module.sync = t.sync_bn
-    fmt = torch.channels_last if t.channels_last and len(source.shape) == 3 else None
+    fmt = torch.channels_last if t.channels_last is True and len(source.shape) == 3 else None
     G, D = (m.to(d.device, memory_format=fmt) if fmt else m.to(d.device) for m in (G, D))
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     for module in G_ema.modules():  # only rank 0 re-estimates G_ema's statistics: never sync
@@ -389,16 +382,34 @@ def _train(
     t = cfg.train
     source = source or resolve_data(cfg.data)
     objective = get_objective(cfg.loss.objective)
+    fp = fingerprint(cfg, source)  # of the request: how a run is computed may change on resume
+    # Resolve the auto speed settings for this machine (rank 0 decides for all).
+    previous = autotune.read_speed(run_dir) if resume else None
+    speed = autotune.agree_speed(cfg, source, d, previous)
+    asked, cfg = cfg, speed.apply(cfg)
+    t = cfg.train
     run = build_run(cfg, source, d)
     augment = DiffAugment(cfg.augment.policy, run.local_rng)
-    fp = fingerprint(cfg, source)
+    restart = False
     if resume:
-        run.load(run_dir, d.rank, fp)
+        try:
+            run.load(run_dir, d.rank, fp)
+        except NoCheckpointError:  # stopped before its first checkpoint: start it over
+            restart = True
     log, snapshots = None, None
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        if restart:
+            aside = set_aside(run_dir)
+            print(f"minmax: no checkpoint in '{run_dir}' yet: starting from step 0 with its "
+                  f"config.yaml{aside}", file=sys.stderr)  # fmt: skip
+        print(f"minmax: speed: {speed.line()}", file=sys.stderr)
+        for note in speed.notes:
+            print(f"minmax: {note}", file=sys.stderr)
+        autotune.write_speed(run_dir, speed)  # first: a restart after the config reuses it
+        write_text(run_dir / "config.yaml", autotune.config_header(speed) + to_yaml(asked))
         log, snapshots = Logger(run_dir), Snapshots(cfg, source, run_dir)
+        log.write({"kind": "speed", "step": run.count.step, **asdict(speed)})
     G, count = run.G, run.count
 
     total_images = math.ceil(t.kimg * 1000)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from minmax.config import Config
 from minmax.data.sources import ImageSource, Source, ToySource
+from minmax.data.standardize import InUserUnits
 from minmax.images import make_grid, save_grid, to_uint8
 
 GRID_SEED_OFFSET = 20_000  # the grid's z never overlaps the training stream
@@ -88,6 +89,9 @@ class Snapshots:
             from minmax.toy_report import write_report  # plotting stays off the import path
 
             G_ema, D = (copy.deepcopy(m).cpu() for m in (G_ema, D))  # plots work on the host
+            if self.source.units is not None:  # samples, metrics and D(x) in the user's units
+                G_ema = InUserUnits(G_ema, self.source.units, "G")
+                D = InUserUnits(D, self.source.units, "D")
             return write_report(self.cfg, self.source.density, G_ema, D, self.run_dir)
         if self.cfg.eval.plots:
             images = self.grid(G_ema, self.run_dir / "samples.png")
