@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from minmax.machine import machine_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
 
@@ -109,6 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"# {machine_summary()}")
     print(f"# torch threads {args.threads}")
     time_digits(args.run)
     time_inception(args.inception_images)

@@ -29,6 +29,7 @@ import torch
 from minmax.config import resolve
 from minmax.data import resolve_toy
 from minmax.errors import UsageError
+from minmax.machine import machine_summary
 from minmax.metrics import mode_report
 from minmax.ratio import CalibrationConfig, calibrate, sample_corrected
 from minmax.train.loop import train
@@ -197,6 +198,7 @@ def main() -> int:
         f"threads={torch.get_num_threads()}  torch {torch.__version__}  "
         f"python {platform.python_version()}"
     )
+    print(f"# {machine_summary()}")
     print(f"# {' '.join(sys.argv)}", flush=True)
     start = time.monotonic()
     if "toys" in args.parts:

@@ -38,6 +38,7 @@ GPU_ROWS = {  # name: (preset, overrides)
     "cifar10-biggan": ("cifar10-biggan", []),
 }
 GPU_VARIANTS = {
+    "auto (default)": [],
     "fp32": ["train.precision=fp32", "train.channels_last=false"],
     "bf16": ["train.precision=bf16", "train.channels_last=false"],
     "bf16+NHWC": ["train.precision=bf16", "train.channels_last=true"],
@@ -60,9 +61,13 @@ def worker(args: argparse.Namespace) -> None:
     if NO_ALLREDUCE in args.overrides:  # the bound: ranks compute alone, nothing is exchanged
         args.overrides.remove(NO_ALLREDUCE)
         distributed.wrap = lambda module, d: module
-    cfg = resolve(args.preset, overrides=args.overrides)
+    cfg = resolve(args.preset, overrides=[*args.overrides, f"train.threads={args.threads}"])
     d = distributed.setup(cfg.train.device)
     source, data = bench_source(cfg)
+    if "auto" in (cfg.train.precision, cfg.train.channels_last):  # as a run resolves them
+        from minmax.train import autotune
+
+        cfg = autotune.agree_speed(cfg, source, d).apply(cfg)
     run = build_run(cfg, source, d)
     augment = DiffAugment(cfg.augment.policy, run.local_rng)
     objective = get_objective(cfg.loss.objective)
@@ -103,6 +108,9 @@ def measure(preset: str, steps: int, warmup: int, procs: int, threads: int, over
 
 
 def cpu(args: argparse.Namespace) -> None:
+    from minmax.machine import machine_summary
+
+    print(f"# {machine_summary()}")
     print(f"# CPU, {os.cpu_count()} cores; images/s of training iterations after warm-up")
     print("| preset | data | batch | 1 proc × 1 thread | 1 proc × 2 threads | "
           "2 procs × 1 thread | 2 procs vs 1 × 2 | efficiency vs 2 × (1 × 1) | "
@@ -125,6 +133,9 @@ def cpu(args: argparse.Namespace) -> None:
 def gpu(args: argparse.Namespace) -> None:
     import torch
 
+    from minmax.machine import machine_summary
+
+    print(f"# {machine_summary()}")
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}; images/s, 1 process")
     print("| preset | data | batch | " + " | ".join(GPU_VARIANTS) + " |")
     print("|---|---|---|" + "---|" * len(GPU_VARIANTS))

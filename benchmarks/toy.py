@@ -21,6 +21,7 @@ import torch
 
 from minmax.config import resolve
 from minmax.data import resolve_toy
+from minmax.machine import machine_summary
 from minmax.metrics import mode_report
 from minmax.train.loop import train
 
@@ -63,6 +64,7 @@ def main() -> int:
         f"cores={torch.get_num_threads()}  torch {torch.__version__}  "
         f"python {platform.python_version()}"
     )
+    print(f"# {machine_summary()}")
     print(f"# overrides: {' '.join(args.overrides) or '(none)'}")
     all_ok = True
     for preset in args.presets:

@@ -63,6 +63,8 @@ def lookup(cfg: C.Config, key: str) -> object:
 
 
 def has_type(value: object, hint: object) -> bool:
+    if typing.get_origin(hint) is typing.Literal:  # one of the choices, of its own type
+        return any(type(value) is type(c) and value == c for c in typing.get_args(hint))
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return any(has_type(value, arg) for arg in typing.get_args(hint))
     return type(value) is hint

@@ -245,8 +245,9 @@ def _preset_for(args: argparse.Namespace) -> str | None:
 
 
 # What a run killed before it wrote its config.yaml leaves: its lock (RunLock takes a dead
-# run's over) and a partial config. Nothing to continue: the same --out starts it again.
-_BEFORE_CONFIG = re.compile(r"\.lock(\.stale\.\d+)?|config\.yaml\.part")
+# run's over), its speed choice and a partial config. Nothing to continue: the same --out
+# starts it again.
+_BEFORE_CONFIG = re.compile(r"\.lock(\.stale\.\d+)?|(config\.yaml|speed\.json)(\.part)?")
 
 
 def _no_config(run_dir: Path) -> str:

@@ -143,6 +143,7 @@ def time_iterations(
         c = copy.deepcopy(cfg)
         t = c.train
         t.precision, t.channels_last, t.compile, t.n_dis = precision, layout, False, 1
+        t.sync_bn = False  # rank 0 probes alone: no collective may run
         t.batch_size = batch
         runs[(precision, layout)] = (c, build_run(c, source, Dist(device=device)))
 
