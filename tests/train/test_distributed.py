@@ -53,6 +53,7 @@ IMAGES = [
     "train.ema_warmup_kimg=0",
     "train.sync_bn=true",
     "train.precision=fp32",  # the maths is what is compared; bf16 rounding would swamp it
+    "train.channels_last=false",  # and no layout chosen by timing
     "eval.plots=false",
 ]
 
@@ -65,7 +66,11 @@ def torchrun(args, *, nproc=2, launcher=("--standalone",), timeout=180, wait=Tru
                             text=True, start_new_session=True)  # fmt: skip
     if not wait:
         return proc
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # leave no hung ranks behind (they would wait 30 min)
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     assert proc.returncode == 0, out[-3000:]
     return out
 

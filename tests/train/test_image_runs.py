@@ -21,6 +21,7 @@ TINY = [
     "train.threads=1",
     "train.log_every_steps=5",
     "train.checkpoint_every_kimg=1000",
+    "train.channels_last=false",  # two fresh runs are compared: no layout chosen by timing
 ]
 
 
