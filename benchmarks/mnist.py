@@ -114,8 +114,8 @@ def time_preset(
 
 def _time_child(preset: str, args: argparse.Namespace, overrides: list[str]) -> dict | None:
     """``time_preset`` in a fresh process: its peak resident memory is its own (MiB)."""
-    cmd = [sys.executable, __file__, "_time", preset, str(args.steps), str(args.warmup),
-           str(args.threads), *overrides]  # fmt: skip
+    cmd = [sys.executable, __file__, "_time", f"--budget-s={args.budget_s}", preset,
+           str(args.steps), str(args.warmup), str(args.threads), *overrides]  # fmt: skip
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     out = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
@@ -159,16 +159,20 @@ def speed(args: argparse.Namespace) -> None:
 
 def compare(args: argparse.Namespace) -> None:
     """Each preset's default (auto) beside every explicit setting, cells in turn."""
-    print("| preset | batch | auto chose | auto | " + " | ".join(EXPLICIT)
+    names = args.explicit.split(",") if args.explicit else list(EXPLICIT)
+    print("| preset | batch | auto chose | auto | " + " | ".join(names)
           + " | auto / best explicit | probe s |")  # fmt: skip
-    print("|---|---|---|---|" + "---|" * len(EXPLICIT) + "---|---|")
+    print("|---|---|---|---|" + "---|" * len(names) + "---|---|")
     for preset in args.presets:
         auto = _time_child(preset, args, args.overrides)
-        cells = {name: _time_child(preset, args, [*args.overrides, *extra])
-                 for name, extra in EXPLICIT.items()}  # fmt: skip
+        cells = {name: _time_child(preset, args, [*args.overrides, *EXPLICIT[name]])
+                 for name in names}  # fmt: skip
         figures = {k: v["images_per_s"] for k, v in cells.items() if v}
+        if auto is None or not figures:
+            print(f"| {preset} | failed: see the errors above |", flush=True)
+            continue
         best = max(figures.values())
-        row = " | ".join(f"{figures[k]:.1f}" if k in figures else "failed" for k in EXPLICIT)
+        row = " | ".join(f"{figures[k]:.1f}" if k in figures else "failed" for k in names)
         print(f"| {preset} | {auto['batch']} | {auto['precision']} | {auto['images_per_s']:.1f} | "
               f"{row} | {auto['images_per_s'] / best:.2f} | {auto['probe_s']:.1f} |",
               flush=True)  # fmt: skip
@@ -247,6 +251,8 @@ def main() -> None:
     s.add_argument("--warmup", type=int, default=5)
     s.add_argument("--threads", type=int, default=0, help="torch threads (0: auto, as a run)")
     s.add_argument("--compare", action="store_true", help="auto beside fp32/bf16 × NCHW/NHWC")
+    s.add_argument("--explicit", help=f"--compare's cells, from {','.join(EXPLICIT)}")
+    s.add_argument("--budget-s", type=float, default=60.0, help="timing stops after this")
     s.add_argument("overrides", nargs="*", help="key=value overrides for every preset")
     r = sub.add_parser("race")
     r.add_argument("--preset", default="mnist-dcgan")
@@ -262,10 +268,12 @@ def main() -> None:
     t.add_argument("steps", type=int)
     t.add_argument("warmup", type=int)
     t.add_argument("threads", type=int)
+    t.add_argument("--budget-s", type=float, default=60.0)
     t.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     if args.command == "_time":
-        timed = time_preset(args.preset, args.steps, args.warmup, args.threads, args.overrides)
+        timed = time_preset(args.preset, args.steps, args.warmup, args.threads, args.overrides,
+                            args.budget_s)  # fmt: skip
         print(json.dumps(timed))
     elif args.command == "speed":
         speed(args)

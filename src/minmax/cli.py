@@ -180,9 +180,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:  # image data are not loaded: a preset can be read before its data exist
         from minmax.train.autotune import preview
 
+        _say_preset(args, cfg.preset)
         print(preview(cfg) + C.to_yaml(cfg), end="")
         return 0
     source = resolve_data(cfg.data)
+    _say_preset(args, cfg.preset)
     family.kwargs(cfg.model, source.shape, source.n_classes)
     if cfg.eval.metrics:
         from minmax.evaluate import load_extractor, parse_metrics
@@ -233,15 +235,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _preset_for(args: argparse.Namespace) -> str | None:
-    """--preset, or 'points' (said on stderr) for a points file given without --preset/--config."""
+    """--preset, or 'points' for a points file given without --preset/--config (said on
+    stderr once the file has been read: a bad file's error stays the only line)."""
     from minmax.data.sources import is_points_file
 
     if args.preset or args.config or not args.data or not is_points_file(args.data):
         return args.preset
-    print(f"minmax: --data {args.data} is a points file: preset 'points' (standardised, "
-          "codes over the data's box, a Fourier D head); --preset NAME for another",
-          file=sys.stderr)  # fmt: skip
     return "points"
+
+
+def _say_preset(args: argparse.Namespace, preset: str) -> None:
+    if preset == "points" and not (args.preset or args.config or args.resume):
+        print(f"minmax: --data {args.data} is a points file: preset 'points' (standardised, "
+              "codes over the data's box, a Fourier D head); --preset NAME for another",
+              file=sys.stderr)  # fmt: skip
 
 
 # What a run killed before it wrote its config.yaml leaves: its lock (RunLock takes a dead

@@ -22,7 +22,10 @@ from minmax.train.checkpoint import find_checkpoint, load_module, read_spec
 
 
 def load_generator(path: str | Path, which: str = "G_ema") -> nn.Module:
-    """Rebuild G (or G_ema) from a run folder or its ``checkpoint/`` folder, in eval mode."""
+    """Rebuild G (or G_ema) from a run folder or its ``checkpoint/`` folder, in eval mode.
+
+    A run on a points file trained standardised; its G is rebuilt with the saved map, so its
+    samples are in the file's own units (``minmax.data.standardize``)."""
     if which not in ("G", "G_ema"):
         raise UsageError(f"unknown network '{which}': choose G_ema or G")
     path = Path(path)

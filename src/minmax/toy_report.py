@@ -41,7 +41,7 @@ def write_report(cfg: Config, source, G_ema: nn.Module, D: nn.Module, run_dir: P
     if source.dim > 2 or not cfg.eval.plots:
         return metrics
     real = source.sample(cfg.eval.n_samples, torch.Generator().manual_seed(seed))
-    title = f"{cfg.data.name}: {cfg.eval.n_samples} samples from G_ema"
+    title = f"{Path(cfg.data.name).name}: {cfg.eval.n_samples} samples from G_ema"
     if "modes_captured" in metrics:
         title += f"\n{metrics['modes_captured']}/{metrics['n_modes']} modes, "
         title += f"{100 * metrics['hq_fraction']:.1f}% HQ, rev-KL {metrics['reverse_kl']:.3f}"

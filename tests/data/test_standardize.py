@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import shutil
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -176,3 +176,26 @@ def test_the_ratio_tools_work_in_the_users_units(runs, points, tmp_path):
                  str(tmp_path / "c.npy")]) == 0  # fmt: skip
     corrected = np.load(tmp_path / "c.npy")
     assert np.abs(corrected.mean(0) - points.mean(0)).max() < 2  # in the data's units
+
+
+def test_the_final_metrics_are_scored_in_the_users_units(tmp_path, monkeypatch):
+    import minmax.toy_report
+
+    scored = []
+    real_mode_report = minmax.toy_report.mode_report
+
+    def spy(x, *args, **kwargs):
+        scored.append(x)
+        return real_mode_report(x, *args, **kwargs)
+
+    monkeypatch.setattr(minmax.toy_report, "mode_report", spy)
+    cfg = resolve("ring", overrides=[*TINY, "data.standardize=on"])
+    summary = train(cfg, tmp_path / "r", progress=False)
+    assert "units" in read_spec(find_checkpoint(tmp_path / "r"))
+    fake = sample(
+        load_generator(tmp_path / "r"), cfg.eval.n_samples, minmax.toy_report.EVAL_SEED_OFFSET
+    )
+    assert torch.allclose(scored[0], fake) and "hq_fraction" in summary
+    G = load_generator(tmp_path / "r")
+    z = torch.zeros(1, G.z_dim)
+    assert not torch.allclose(G.net(z), G(z))  # a real map, not the identity
