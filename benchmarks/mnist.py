@@ -80,7 +80,7 @@ def time_preset(
         probe_s = time.perf_counter() - began
         cfg = speed.apply(cfg)
     t, objective = cfg.train, get_objective(cfg.loss.objective)
-    torch.set_num_threads(threads or torch.get_num_threads())
+    torch.set_num_threads(t.threads or torch.get_num_threads())  # explicit cells: no probe set it
     run = build_run(cfg, source)
     augment = DiffAugment(cfg.augment.policy, run.local_rng)
     timed, start = 0, None

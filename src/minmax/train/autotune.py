@@ -36,7 +36,7 @@ import torch
 from minmax.config import Config
 from minmax.data.sources import Source
 from minmax.errors import UsageError
-from minmax.machine import machine_summary, native_bf16
+from minmax.machine import machine_summary, native_bf16, usable_cores
 from minmax.train.distributed import Dist
 
 SPEED_FILE = "speed.json"
@@ -93,8 +93,6 @@ def auto_threads(t_threads: int, device: torch.device) -> int:
         return t_threads
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
     if device.type == "cpu" and local > 1:
-        from minmax.machine import usable_cores
-
         return max(1, usable_cores() // local)
     return torch.get_num_threads()
 
@@ -145,11 +143,11 @@ def time_iterations(
         t.precision, t.channels_last, t.compile, t.n_dis = precision, layout, False, 1
         t.sync_bn = False  # rank 0 probes alone: no collective may run
         t.batch_size = batch
-        runs[(precision, layout)] = (c, build_run(c, source, Dist(device=device)))
+        run = build_run(c, source, Dist(device=device))
+        runs[(precision, layout)] = (c, run, DiffAugment(c.augment.policy, run.local_rng))
 
     def once(key: tuple) -> float:
-        c, run = runs[key]
-        augment = DiffAugment(c.augment.policy, run.local_rng)
+        c, run, augment = runs[key]
         _sync(device)
         start = time.perf_counter()
         iteration(c, run, source, objective, augment)

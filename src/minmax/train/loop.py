@@ -379,7 +379,6 @@ def _train(
     d: Dist,
     signals: StopSignals,
 ) -> dict:
-    t = cfg.train
     source = source or resolve_data(cfg.data)
     objective = get_objective(cfg.loss.objective)
     fp = fingerprint(cfg, source)  # of the request: how a run is computed may change on resume
