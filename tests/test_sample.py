@@ -1,6 +1,8 @@
 """Sampling helpers: generate (classes, truncation, seeds), slerp, and saving by suffix."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -83,3 +85,18 @@ def test_truncation_spares_the_code_coordinate_of_a_coded_generator():
     assert z[:, 1:].abs().max() <= 0.5  # the continuous part is truncated ...
     codes = torch.bincount(prior.code_of(z), minlength=8)
     assert (codes > 0).all()  # ... while every code, the outer ones too, is still drawn
+
+
+def test_sampling_imports_no_training_code():
+    """A fresh interpreter: ``import minmax`` imports no torch, and ``minmax.sample`` (what
+    ``minmax.load_generator`` is) no ``minmax.train`` module: sharing G needs no trainer."""
+    script = (
+        "import sys, minmax\n"
+        "print('torch' in sys.modules)\n"
+        "import minmax.sample\n"
+        "assert minmax.load_generator is minmax.sample.load_generator\n"
+        "print(sorted(m for m in sys.modules if m.startswith('minmax.train')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["False", "[]"]

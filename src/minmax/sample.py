@@ -1,8 +1,10 @@
-"""Use a trained generator: load it from a run folder and draw samples (no training code).
+"""Use a trained generator: load it from a run or an export and draw samples (no training code).
 
 from minmax.sample import load_generator, generate
-G = load_generator("runs/00000-mnist-dcgan")
+G = load_generator("runs/00000-mnist-dcgan")   # or an export folder ('minmax export')
 x, y = generate(G, 64, seed=0)      # x in [-1, 1]; minmax.images.to_uint8(x) for pixels
+
+Files are read by ``minmax.store``; nothing here imports ``minmax.train`` (a test checks).
 """
 
 from __future__ import annotations
@@ -18,22 +20,52 @@ from minmax.errors import UsageError
 from minmax.models import rebuild
 from minmax.models.codes import code_prior
 from minmax.models.layers import truncated_normal
-from minmax.train.checkpoint import find_checkpoint, load_module, read_spec
+from minmax.store import (
+    EXPORT_CONFIG,
+    EXPORT_WEIGHTS,
+    find_checkpoint,
+    is_export,
+    load_module,
+    read_export,
+    read_spec,
+)
 
 
-def load_generator(path: str | Path, which: str = "G_ema") -> nn.Module:
-    """Rebuild G (or G_ema) from a run folder or its ``checkpoint/`` folder, in eval mode.
+def load_generator(path: str | Path, which: str | None = None) -> nn.Module:
+    """Rebuild G, in eval mode, from a run folder, one of its checkpoints, or an export.
 
-    A run on a points file trained standardised; its G is rebuilt with the saved map, so its
-    samples are in the file's own units (``minmax.data.standardize``)."""
-    if which not in ("G", "G_ema"):
+    A run holds G and G_ema (``which``; G_ema, the EMA of G's weights, by default); an export
+    holds the one network it was made from, and ``which`` may only name that one. A run on a
+    points file trained standardised; its G is rebuilt with the saved map, so its samples are
+    in the file's own units (``minmax.data.standardize``)."""
+    if which not in (None, "G", "G_ema"):
         raise UsageError(f"unknown network '{which}': choose G_ema or G")
     path = Path(path)
     if not path.is_dir():
         raise UsageError(f"run folder '{path}' not found")
+    if is_export(path):
+        return _load_export(path, which)
     folder = path if (path / "state.json").is_file() else find_checkpoint(path)
     G = rebuild(read_spec(folder), "G")
-    return load_module(folder, which, G).eval().requires_grad_(False)
+    return load_module(folder, which or "G_ema", G).eval().requires_grad_(False)
+
+
+def _load_export(folder: Path, which: str | None) -> nn.Module:
+    """G from an export's config.json (its networks spec) and model.safetensors."""
+    config = read_export(folder)
+    held = config.get("network", "G_ema")
+    if which not in (None, held):
+        raise UsageError(f"export '{folder}' holds {held} only: drop --network {which}")
+    where = folder / EXPORT_CONFIG
+    try:
+        G = rebuild(config, "G")
+    except UsageError as err:  # an architecture this minmax does not know
+        raise UsageError(f"'{where}': {err}") from None
+    except (TypeError, ValueError, KeyError) as err:
+        raise UsageError(
+            f"'{where}': its \"G\" arguments do not fit architecture '{config['arch']}' ({err})"
+        ) from None
+    return load_module(folder, EXPORT_WEIGHTS, G).eval().requires_grad_(False)
 
 
 def _labels(G: nn.Module, n: int, class_index: int | None, rng: torch.Generator) -> Tensor | None:

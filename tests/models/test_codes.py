@@ -26,6 +26,18 @@ def test_codes_are_drawn_with_their_shares():
     assert torch.equal(vectors, prior.embed(prior.code_of(z[:5])))
 
 
+def test_code_of_is_searchsorted_on_the_cumulative_shares():
+    """code_of counts edges below u (ONNX has no searchsorted): the same codes, edges included."""
+    prior = CodePrior(7, 4)
+    prior.logits.copy_(torch.tensor([2.0, 0.0, -1.0, 0.0, -8.0, 8.0, 0.5]))
+    z = torch.randn(100_000, 2, generator=torch.Generator().manual_seed(2))
+    edges = prior.shares().cumsum(0)
+    z[:7, 0] = torch.special.ndtri(edges.double()).float()  # on the edges themselves
+    u = torch.special.ndtr(z[:, 0])
+    expected = torch.searchsorted(edges, u).clamp(max=6)
+    assert torch.equal(prior.code_of(z), expected)
+
+
 def test_a_step_moves_shares_toward_the_codes_d_prefers():
     prior = CodePrior(3, 4)
     # Code 0 for z0 < -1, code 2 for z0 > 1 (uniform shares: bins at Φ = 1/3, 2/3).

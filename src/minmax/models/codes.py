@@ -61,10 +61,13 @@ class CodePrior(nn.Module):
         return torch.softmax(self.logits, 0)
 
     def code_of(self, z: Tensor) -> Tensor:
-        """The code each latent picks: the bin of Φ(z[:, 0]) under the cumulative shares."""
+        """The code each latent picks: the bin of Φ(z[:, 0]) under the cumulative shares.
+
+        The bin is the count of edges below u, which is what ``torch.searchsorted`` returns
+        for sorted edges; ONNX has no searchsorted, and K is small (``minmax export --onnx``)."""
         edges = self.shares().cumsum(0)
-        u = torch.special.ndtr(z[:, 0].float()).contiguous()
-        return torch.searchsorted(edges, u).clamp_(max=self.codes - 1)
+        u = torch.special.ndtr(z[:, 0].float())
+        return (edges < u[:, None]).sum(1).clamp_(max=self.codes - 1)
 
     def forward(self, z: Tensor, code: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Split z into its continuous part spread · z[:, 1:] and its code's vector (N, width).

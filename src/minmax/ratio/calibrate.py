@@ -48,7 +48,7 @@ from minmax.ratio.run import (
     write_json,
 )
 from minmax.sample import load_generator
-from minmax.train.checkpoint import load_module
+from minmax.store import load_module
 
 CALIBRATED = "calibrated"
 V_D_OBJECTIVE = "nonsaturating"  # its d_loss is eq. 1's V_D (as is "saturating"'s)

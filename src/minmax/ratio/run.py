@@ -1,6 +1,6 @@
 """What the ratio tools read from a run folder: its config, G, D, and real data D never saw.
 
-Only the checkpoint's public readers are used (``find_checkpoint``, ``read_spec``,
+Only the checkpoint readers of ``minmax.store`` are used (``find_checkpoint``, ``read_spec``,
 ``load_module``), so a change of the checkpoint's file layout does not reach this package.
 """
 
@@ -22,7 +22,7 @@ from minmax.data.sources import ImageSource, Source, ToySource, resolve_data
 from minmax.errors import UsageError
 from minmax.models import rebuild
 from minmax.objectives import head_mean
-from minmax.train.checkpoint import find_checkpoint, load_module, read_spec
+from minmax.store import find_checkpoint, load_module, read_spec
 
 EVAL_SEED_OFFSET = 30_000  # evaluation draws never overlap the calibration stream
 EVAL_SHARE = 0.5  # of a held-out image split, the part kept for evaluation, not fitting

@@ -20,6 +20,10 @@ naming it on stderr, any checkpoint that does not verify. Hashing reads the chec
 
 The newest ``keep`` checkpoints are kept, and the best one. Runs written before this layout
 (files directly in ``RUN_DIR/checkpoint/``, no manifest) are still read, unverified.
+
+This module writes and resumes; what only reads a checkpoint (``find_checkpoint``,
+``read_spec``, ``load_module``...) lives in ``minmax.store``, so that sampling imports no
+training code, and is re-exported here.
 """
 
 from __future__ import annotations
@@ -29,33 +33,25 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
 from minmax.errors import UsageError
+from minmax.store import BEST, CHECKPOINT, MANIFEST, checkpoint_folders, read_best
+from minmax.store import NoCheckpointError as NoCheckpointError  # re-exported
+from minmax.store import best_checkpoint as best_checkpoint  # re-exported
+from minmax.store import find_checkpoint as find_checkpoint  # re-exported
+from minmax.store import load_module as load_module  # re-exported
+from minmax.store import read_spec as read_spec  # re-exported
+from minmax.store import verify_checkpoint as verify_checkpoint  # re-exported
 from minmax.train.fingerprint import FINGERPRINT
 from minmax.train.fingerprint import check_fingerprint as check_fingerprint  # re-exported
 from minmax.train.fingerprint import read_fingerprint as read_fingerprint  # re-exported
-
-CHECKPOINT = "checkpoint"
-MANIFEST = "manifest.json"
-BEST = "best.json"
-_NAME = re.compile(r"ckpt-(\d{12})(\.old|\.tmp)?")
-_RANK = {None: 2, ".old": 1, ".tmp": 0}  # at equal images seen: finished > mid-swap > staging
-
-
-class NoCheckpointError(UsageError):
-    """The run folder holds no finished checkpoint, corrupt or not (at most unfinished
-    staging ones): its run stopped before its first checkpoint was complete, and continues
-    from step 0 (``minmax train --resume``)."""
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -193,7 +189,7 @@ def save_checkpoint(
         then = (
             f"the earlier checkpoints are intact: {fix}, then continue with "
             f"'minmax train --resume {run_dir}'"
-            if any(not p.name.endswith(".tmp") for p in _candidates(root))
+            if any(not p.name.endswith(".tmp") for p in checkpoint_folders(root))
             else f"there is no earlier checkpoint: {fix} and start the run again"
         )
         why = "the disk is full" if full else (err.strerror or str(err))
@@ -217,36 +213,16 @@ def _swap_in(staging: Path, final: Path) -> None:
 def _update_best(root: Path, name: str, score: float) -> None:
     if not math.isfinite(score):  # a NaN score is never the best
         return
-    best = _read_best(root)
+    best = read_best(root)
     if best is None or not (root / best["checkpoint"]).is_dir() or score < best["score"]:
         _write_file(root / BEST, _json_bytes({"checkpoint": name, "score": score}))
 
 
-def _read_best(root: Path) -> dict | None:
-    try:
-        best = json.loads((root / BEST).read_text())
-        match = _NAME.fullmatch(best["checkpoint"])
-        if match and not match.group(2) and isinstance(best["score"], int | float):
-            return best
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
-
-
-def _candidates(root: Path) -> list[Path]:
-    """Checkpoint folders under ``root``, newest first (finished before mid-swap/staging)."""
-    found = []
-    for path in root.iterdir() if root.is_dir() else ():
-        if (match := _NAME.fullmatch(path.name)) and path.is_dir():
-            found.append((int(match.group(1)), _RANK[match.group(2)], path))
-    return [path for *_, path in sorted(found, reverse=True)]
-
-
 def _prune(root: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints and the best; never a staging folder."""
-    best = _read_best(root)
+    best = read_best(root)
     kept = []
-    for path in _candidates(root):
+    for path in checkpoint_folders(root):
         if path.name.endswith(".old") and path.with_suffix("").is_dir():
             shutil.rmtree(path, ignore_errors=True)  # left mid-swap; the new one is in place
         elif not path.name.endswith(".tmp"):
@@ -254,130 +230,6 @@ def _prune(root: Path, keep: int) -> None:
     for path in kept[keep:]:
         if best is None or path.name != best["checkpoint"]:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_checkpoint(folder: Path) -> str | None:
-    """What is wrong with ``folder`` (unfinished, a file missing, altered...), or None."""
-    if folder.name.endswith(".tmp"):
-        return "unfinished (its writer stopped, or is still writing)"
-    try:
-        files = json.loads((folder / MANIFEST).read_text())["files"]
-        listed = {name: (int(e["bytes"]), str(e["sha256"])) for name, e in files.items()}
-    except FileNotFoundError:
-        return f"no {MANIFEST}: incomplete"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        return f"unreadable {MANIFEST} ({type(err).__name__}: {err})"
-    present = {p.name for p in folder.iterdir()} - {MANIFEST}
-    if extra := sorted(present - set(listed)):
-        return f"files not in {MANIFEST}: {', '.join(extra)}"
-    if "state.json" not in listed:
-        return f"{MANIFEST} lists no state.json"
-    for name, (size, sha256) in listed.items():
-        path = folder / name
-        if name not in present or not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != size:
-            return f"{name} has {path.stat().st_size} bytes, {MANIFEST} says {size}"
-        if _sha256(path) != sha256:
-            return f"{name} does not match its SHA-256 in {MANIFEST} (corrupted)"
-    return None
-
-
-def _checkpoint_root(run_dir: Path) -> Path:
-    """``RUN_DIR/checkpoint``, or ``run_dir`` itself when given that folder."""
-    root = run_dir / CHECKPOINT
-    if not root.is_dir() and run_dir.is_dir() and _candidates(run_dir):
-        return run_dir
-    return root
-
-
-def find_checkpoint(run_dir: Path) -> Path:
-    """The newest checkpoint whose files all match their manifest.
-
-    Newer ones that are unfinished or corrupt are named on stderr, one line each, and
-    skipped: loading them would continue another run, or fail later. Raises
-    NoCheckpointError when none was ever finished (a run killed before or during its first
-    checkpoint), and a UsageError saying so when every finished one is corrupt.
-    """
-    run_dir = Path(run_dir)
-    root = _checkpoint_root(run_dir)
-    corrupt = unfinished = 0
-    for folder in _candidates(root):
-        problem = verify_checkpoint(folder)
-        if problem is None:
-            return folder
-        unfinished += folder.name.endswith(".tmp")
-        corrupt += not folder.name.endswith(".tmp")
-        print(f"minmax: skipping checkpoint '{folder}': {problem}", file=sys.stderr)
-    for legacy in (root, run_dir / f"{CHECKPOINT}.old"):  # written before manifests existed
-        if (legacy / "state.json").is_file():
-            return legacy
-    if corrupt:  # finished once, damaged since: starting over would hide that
-        what = f"all {corrupt} are corrupt"
-        if unfinished:
-            what = f"{corrupt} are corrupt and {unfinished} unfinished"
-        raise UsageError(
-            f"no usable checkpoint in '{run_dir}': {what} (listed above); restore them from a "
-            f"copy, or move '{root}' aside and resume to start over from step 0"
-        )
-    if (run_dir / "config.yaml").is_file():
-        left = f" ({unfinished} unfinished, listed above)" if unfinished else ""
-        raise NoCheckpointError(
-            f"no checkpoint in '{run_dir}' yet{left}: its run has not finished its first one "
-            f"(if it was stopped, 'minmax train --resume {run_dir}' starts it over from step 0)"
-        )
-    raise NoCheckpointError(
-        f"no checkpoint in '{run_dir}': give a run folder written by 'minmax train'"
-    )
-
-
-def best_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint with the lowest score passed to save_checkpoint, if it verifies."""
-    root = _checkpoint_root(Path(run_dir))
-    best = _read_best(root)
-    if best is None or not (folder := root / best["checkpoint"]).is_dir():
-        return None
-    if (problem := verify_checkpoint(folder)) is not None:
-        print(f"minmax: skipping checkpoint '{folder}': {problem}", file=sys.stderr)
-        return None
-    return folder
-
-
-def read_spec(folder: Path) -> dict:
-    return json.loads((folder / "networks.json").read_text())
-
-
-def load_module(folder: Path, name: str, module: nn.Module) -> nn.Module:
-    """Load ``name``.safetensors into ``module``; shape mismatches become UsageErrors."""
-    path = folder / f"{name}.safetensors"
-    try:
-        tensors = load_file(str(path))
-    except (FileNotFoundError, SafetensorError) as err:
-        raise UsageError(f"cannot read '{path}': {err}") from None
-    # NaN/inf weights would only show up later as NaN losses or blank samples: refuse them here.
-    for key, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UsageError(
-                f"'{path}' holds non-finite values (NaN or inf) in tensor '{key}': the run "
-                "diverged before it was saved; use an earlier checkpoint"
-            )
-    try:
-        module.load_state_dict(tensors)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1:2] or [str(err)]
-        raise UsageError(
-            f"'{path}' does not match the network it is loaded into ({first[0].strip()}): "
-            "was it written by another architecture or config?"
-        ) from None
-    return module
 
 
 def load_training(
