@@ -24,12 +24,17 @@ EXAMPLES = """examples:
   minmax train --preset mnist-dcgan --data ../shared/data/mnist.npz train.max_minutes=10
   minmax sample runs/00001-mnist-dcgan --n 10000 --out x.npz
   minmax interpolate runs/00001-mnist-dcgan --out walk.gif
+  minmax export runs/00001-mnist-dcgan --out mnist-gan --license mit --onnx
   minmax theory                                  # check the founding text's claims
   minmax calibrate runs/00000-ring               # fit D ~ log P/Q_G beside the run
   minmax sample runs/00000-ring --correct drs --out drs.png
   minmax diagnose runs/00000-ring                # what G under-covers (largest D)
   minmax env                                     # versions, CPU flags, what auto picks here
+  minmax report runs/00000-ring                  # one HTML page of the run (report.html)
 """
+
+
+NETWORK_HELP = "G_ema (default) or G; an export holds one network"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "points: .png (plot), .npy or .npz",
     )
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--network", default="G_ema", choices=["G_ema", "G"])
+    sample.add_argument("--network", choices=["G_ema", "G"], help=NETWORK_HELP)
     sample.add_argument(
         "--class", dest="class_index", type=int, help="class-conditional: one class"
     )
@@ -109,7 +114,16 @@ def _parser() -> argparse.ArgumentParser:
     walk.add_argument("--steps", type=int, default=16, help="frames between key points")
     walk.add_argument("--seed", type=int, default=0)
     walk.add_argument("--class", dest="class_index", type=int, help="class-conditional: one class")
-    walk.add_argument("--network", default="G_ema", choices=["G_ema", "G"])
+    walk.add_argument("--network", choices=["G_ema", "G"], help=NETWORK_HELP)
+
+    export = sub.add_parser(
+        "export", help="a trained G as a standalone folder: weights, config.json, model card"
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--out", required=True, help="a new (or empty) folder")
+    export.add_argument("--network", default="G_ema", choices=["G_ema", "G"])
+    export.add_argument("--license", help="the card's license id, e.g. mit (default: other)")
+    export.add_argument("--onnx", action="store_true", help="also model.onnx (minmax[onnx])")
 
     ev = sub.add_parser("evaluate", help="score generated images: FID, KID, IS, P/R, D/C")
     ev.add_argument("generated", metavar="SOURCE", help="run folder, .npz of images or folder")
@@ -134,6 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--out", help="weights file (default: the cache's digits-<data>)")
     ft.add_argument("--epochs", type=int, default=4)
     ft.add_argument("--seed", type=int, default=0)
+
+    report = sub.add_parser("report", help="one self-contained HTML page of a run")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--out", help="the HTML file (default: RUN_DIR/report.html)")
 
     env = sub.add_parser("env", help="versions, CPU/GPU, and what auto settings choose here")
     env.add_argument("--no-probe", action="store_true", help="skip the speed probe (seconds)")
@@ -338,8 +356,9 @@ def _sample_corrected(args: argparse.Namespace) -> int:
     if args.truncation is not None:
         raise UsageError("--truncation changes the proposal D was calibrated on: drop one")
     x, y, stats = sample_corrected(
-        args.run_dir, args.correct, args.n, args.seed, network=args.network,
-        class_index=args.class_index, accept_target=args.accept_target,
+        args.run_dir, args.correct, args.n, args.seed,
+        network=args.network or "G_ema", class_index=args.class_index,
+        accept_target=args.accept_target,
         chain_length=args.chain_length, pool_factor=args.pool_factor,
     )  # fmt: skip
     out = save_samples(x, args.out, y)
@@ -386,6 +405,16 @@ def _interpolate(args: argparse.Namespace) -> int:
     save_animation([make_grid(f[None], 1, pad=0) for f in frames], out)
     strip = save_grid(frames[:: max(1, args.steps // 4)], out.with_suffix(".png"), n_cols=16)
     print(f"wrote {len(frames)} frames to {out} and a strip to {strip}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from minmax.export import export_run
+
+    out = export_run(
+        args.run_dir, args.out, network=args.network, license=args.license, onnx=args.onnx
+    )
+    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir()))})")
     return 0
 
 
@@ -445,6 +474,14 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from minmax.report import write_report
+
+    out = write_report(args.run_dir, args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
 def _env(args: argparse.Namespace) -> int:
     from minmax.env import report
 
@@ -472,12 +509,14 @@ def main(argv: list[str] | None = None) -> int:
             "train": _train,
             "sample": _sample,
             "interpolate": _interpolate,
+            "export": _export,
             "evaluate": _evaluate,
             "features": _features,
             "theory": _theory,
             "calibrate": _calibrate,
             "diagnose": _diagnose,
             "env": _env,
+            "report": _report,
         }[args.command](args)
     except UsageError as err:
         print(f"minmax: error: {err}", file=sys.stderr)

@@ -361,13 +361,26 @@ def train(
     lock = RunLock(run_dir) if d.is_main else contextlib.nullcontext()  # one run per folder
     try:
         with lock, StopSignals() as signals:
-            summary = _train(cfg, Path(run_dir), resume, progress, source, d, signals)
+            try:
+                summary = _train(cfg, Path(run_dir), resume, progress, source, d, signals)
+            except DivergenceError:  # the page shows how it got there
+                end_of_run_report(d, Path(run_dir))
+                raise
+            end_of_run_report(d, Path(run_dir))
         # Leave together: a rank that tore its process group down while rank 0 was still
         # writing the report sometimes died at exit in gloo ("terminate called ..."; SIGABRT).
         distributed.barrier(d)
         return summary
     finally:
         distributed.teardown(d)
+
+
+def end_of_run_report(d: Dist, run_dir: Path) -> None:
+    """``RUN/report.html`` from rank 0 (minmax.report); a failure there only warns."""
+    if d.is_main:
+        from minmax.report import write_report_quietly  # matplotlib stays off the import path
+
+        write_report_quietly(run_dir)
 
 
 def _train(
@@ -541,7 +554,8 @@ def recover(
     raise DivergenceError(
         f"training diverged at {where}{after}: non-finite {what}. The weights are in "
         f"{Path(run_dir) / 'diverged'}/ for inspection; the last good checkpoint is untouched: "
-        "resume with lower train.lr_d/train.lr_g, or set train.on_nonfinite=rollback"
+        "--resume it with train.on_nonfinite=rollback (each rollback lowers both learning rates), "
+        "or start a new run with lower train.lr_d/train.lr_g"
     )
 
 
