@@ -27,7 +27,8 @@ class DataConfig:
     # a toy density (ring, grid, ...), a .npy/.npz/.csv file of N×d points, an image dataset
     # (mnist, fashion-mnist, cifar10), a folder of images, or an .npz of uint8 images
     name: str = "ring"
-    root: str | None = None  # where dataset files are found/downloaded; None = ~/.cache/minmax
+    # where dataset files are found or downloaded to; none = $MINMAX_CACHE or ~/.cache/minmax
+    root: str | None = None
     download: bool = True  # fetch missing official files (SHA-256 checked) when online
     split: str = "train"  # train | test (named datasets)
     resolution: int = 0  # image side in pixels; 0 = the dataset's own
@@ -42,7 +43,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "mlp"
+    arch: str = "mlp"  # network family: mlp (points) | dcgan | resnet | biggan (images)
+    # size of G's input z ~ N(0, I); with codes > 0, z[:, 0] is the code and the rest continuous
     z_dim: int = 2
     # a discrete latent for data in separate pieces (mlp): z[:, 0] picks one of `codes` codes,
     # drawn with shares learned from D (minmax.models.codes); 0 = off
@@ -53,20 +55,22 @@ class ModelConfig:
     # where the codes start: net (where the untrained G puts them, all near one point) or box
     # (each at a uniform point of the data's bounding box, through a learned output offset)
     code_init: str = "net"
-    g_width: int = 128
-    g_depth: int = 5  # hidden layers
-    g_activation: str = "relu"  # relu | leaky_relu
-    d_width: int = 128
-    d_depth: int = 3
-    d_activation: str = "leaky_relu"
+    g_width: int = 128  # mlp: units per hidden layer of G
+    g_depth: int = 5  # mlp: hidden layers of G
+    g_activation: str = "relu"  # mlp: G's activation, relu | leaky_relu
+    d_width: int = 128  # mlp: units per hidden layer of D (each head, if two)
+    d_depth: int = 3  # mlp: hidden layers of D (each head, if two)
+    d_activation: str = "leaky_relu"  # mlp: D's activation, relu | leaky_relu
     # mlp: a second D head on random Fourier features of x, for detail far below the data's
-    # extent; d_fourier features, frequencies ~ N(0, d_fourier_scale²) cycles per unit; 0 = off
+    # extent: the number of features; 0 = off
     d_fourier: int = 0
+    # the Fourier head's frequencies ~ N(0, d_fourier_scale²), in cycles per unit of x
     d_fourier_scale: float = 1.0
-    # convolutional families (dcgan, resnet, biggan)
-    g_channels: int = 64  # base width of G (DCGAN's ngf)
-    d_channels: int = 64  # base width of D (DCGAN's ndf)
-    g_spectral_norm: bool = False
+
+    g_channels: int = 64  # dcgan/resnet/biggan: base width of G (DCGAN's ngf)
+    d_channels: int = 64  # dcgan/resnet/biggan: base width of D (DCGAN's ndf)
+    g_spectral_norm: bool = False  # dcgan/resnet/biggan: spectral norm on G's layers
+    # dcgan/resnet/biggan: spectral norm on D's layers (dcgan's D then drops its batch norm)
     d_spectral_norm: bool = False
     conditional: bool = False  # class-conditional G and D (needs labelled data)
     attention_res: int = 0  # resolution of the self-attention block (biggan), 0 = none
@@ -74,6 +78,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
+    # the game G and D play: nonsaturating | saturating | hinge | lsgan | rpgan | wgan-gp
     objective: str = "nonsaturating"
     r1_gamma: float = 0.0  # weight γ of (γ/2)·E_P‖∇D‖², 0 = off
     r2_gamma: float = 0.0  # the same on generated samples
@@ -102,25 +107,32 @@ AutoBool = Literal["auto", True, False]  # a switch that minmax.train.autotune m
 class TrainConfig:
     kimg: float = 1500.0  # run length: thousands of real samples shown to D
     max_minutes: float | None = None  # optional wall-time cap; stops cleanly with a checkpoint
+    # real samples per D step (and latents per G step): the global batch, summed over ranks
     batch_size: int = 256
     n_dis: int = 1  # D steps per G step
-    lr_g: float = 1e-3
-    lr_d: float = 2e-3
+    lr_g: float = 1e-3  # G's Adam step size (before lr_schedule and rollbacks scale it)
+    lr_d: float = 2e-3  # D's Adam step size (before lr_schedule and rollbacks scale it)
     lr_schedule: str = "cosine"  # constant | cosine | linear: decay to 0 over train.kimg
-    beta1: float = 0.5
-    beta2: float = 0.999
+    beta1: float = 0.5  # Adam's β1 for G and D, in [0, 1)
+    beta2: float = 0.999  # Adam's β2 for G and D, in [0, 1)
     ema_beta: float = 0.99  # G_ema decay per G step; 0 = no averaging (G_ema = G)
     ema_warmup_kimg: float = 0.0  # G_ema copies G until then (early G moves too fast to average)
     code_rate: float = 0.01  # step of G's code shares per G step (model.codes > 0), 0 = fixed
-    ema_bn_samples: int = 4096  # G_ema's batch-norm statistics re-estimated from this many
-    # samples before it is saved or shown (its own weights, not G's statistics); 0 = copy G's
-    seed: int = 0
+    # G_ema's batch-norm statistics re-estimated from this many samples before it is saved or
+    # shown (its own weights, not G's statistics); 0 = copy G's
+    ema_bn_samples: int = 4096
+    seed: int = 0  # seeds the weights, data order, latents, augmentation and penalties
     threads: int = 0  # torch intra-op threads; 0 = auto (torch's default, cores / local ranks)
+    # G steps per log line: mean losses to metrics.jsonl, non-finite and D-wins checks
     log_every_steps: int = 200
+    # a checkpoint every N kimg and at the end (weights checked finite first); the
+    # mode-collapse check runs after each one
     checkpoint_every_kimg: float = 500.0
     keep_checkpoints: int = 3  # newest checkpoints kept (plus the best-scoring one), >= 1
     grid_every_kimg: float = 0.0  # fixed-noise sample grid PNG every N kimg (images), 0 = end only
-    # speed and scale (docs/scaling.md); batch_size is the global batch, summed over ranks
+
+    # speed and scale (docs/scaling.md)
+
     device: str = "auto"  # auto (this rank's GPU if any, else CPU) | cpu | cuda
     # auto | fp32 | bf16 autocast. auto: bf16 only where the hardware has it (CUDA bf16,
     # AVX512-BF16, AMX) and a probe of the run's own networks finds it faster (autotune.py)
@@ -132,10 +144,10 @@ class TrainConfig:
     accum_steps: int = 1  # micro-batches per optimizer step (gradient accumulation)
     sync_bn: bool = False  # batch-norm stats over all ranks: same model at any rank count
     dist_timeout_s: float = 1800.0  # a collective waiting longer than this fails the run
-    # non-finite losses or weights (checked at each log line and checkpoint)
+    # on non-finite losses or weights (checked at each log line and checkpoint):
     on_nonfinite: str = "stop"  # stop (diagnostic, exit 3) | rollback (to the last checkpoint)
     rollback_lr_factor: float = 0.5  # each rollback multiplies both learning rates by this
-    max_rollbacks: int = 3  # then stop
+    max_rollbacks: int = 3  # rollbacks allowed in one run; the next non-finite value stops it
 
 
 @dataclass
@@ -152,7 +164,7 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    preset: str = "ring"
+    preset: str = "ring"  # the preset the config started from; names the run folder
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -61,6 +61,16 @@ def test_the_cli_exits_3_and_keeps_the_diagnostic(tmp_path, monkeypatch, capsys)
     assert (out / "diverged" / "G.safetensors").is_file()
 
 
+def test_a_diverged_run_resumes_with_rollback_as_its_message_says(tmp_path, monkeypatch, capsys):
+    poison(monkeypatch, at_steps={10, 14})  # the resumed run meets a NaN at step 14
+    out = tmp_path / "r"
+    assert main(["train", "--quiet", "--out", str(out), *TINY, "train.kimg=2"]) == 3
+    assert "--resume it with train.on_nonfinite=rollback" in capsys.readouterr().err
+    assert main(["train", "--quiet", "--resume", str(out), "train.on_nonfinite=rollback"]) == 0
+    kinds = [x["kind"] for x in read_jsonl(out / "metrics.jsonl")]
+    assert "rollback" in kinds and kinds[-1] == "final"
+
+
 def test_rollback_restores_the_last_checkpoint_with_lower_learning_rates(tmp_path, monkeypatch):
     poison(monkeypatch, at_steps={10})
     run = tmp_path / "r"

@@ -50,6 +50,10 @@ RESUMABLE = frozenset(
         "train.accum_steps",
         "train.dist_timeout_s",
         "data.skip_bad",
+        # what to do at a non-finite value: a diverged run is resumed with rollback switched on
+        "train.on_nonfinite",
+        "train.rollback_lr_factor",
+        "train.max_rollbacks",
         # its effect, the map a points file is standardised by, is in the data's fingerprint
         "data.standardize",
     }
