@@ -19,7 +19,7 @@ from minmax.machine import FLAGS, cpu_info, gpu_names, native_bf16
 # One preset per model family, and the batch its probe runs at here (a small one for the
 # ResNet, whose D step takes seconds on a CPU).
 FAMILIES = {"mlp": ("ring", 0), "dcgan": ("mnist-dcgan", 0), "biggan": ("mnist-biggan", 0),
-            "resnet": ("cifar10-sngan", 16)}  # fmt: skip
+            "resnet": ("cifar10-sngan", 4)}  # fmt: skip
 PROBE_SECONDS = 1.0
 
 
