@@ -122,6 +122,9 @@ class TrainConfig:
     # shown (its own weights, not G's statistics); 0 = copy G's
     ema_bn_samples: int = 4096
     seed: int = 0  # seeds the weights, data order, latents, augmentation and penalties
+    # FreezeD (Mo et al. 2020), for fine-tuning (--init-from): D's first K blocks from the
+    # input (models.d_blocks) keep their weights and leave D's optimizer; 0 = off
+    freeze_d: int = 0
     threads: int = 0  # torch intra-op threads; 0 = auto (torch's default, cores / local ranks)
     # G steps per log line: mean losses to metrics.jsonl, non-finite and D-wins checks
     log_every_steps: int = 200
@@ -350,6 +353,7 @@ def validate(cfg: Config) -> Config:
         "train.threads": t.threads,
         "train.ema_bn_samples": t.ema_bn_samples,
         "train.code_rate": t.code_rate,
+        "train.freeze_d": t.freeze_d,
         "eval.every_kimg": e.every_kimg,
     }
     for key, value in non_negative.items():

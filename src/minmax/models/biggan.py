@@ -183,6 +183,14 @@ class BigGANDiscriminator(nn.Module):
         h = F.relu(h).sum((2, 3))
         return projection_logits(self, h, y)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """The down-blocks, from the input on; the attention block belongs to the down-block
+        it follows."""
+        blocks = [nn.ModuleList([block]) for block in self.blocks]
+        if self.attention_after >= 0:
+            blocks[self.attention_after].append(self.attention)
+        return blocks
+
 
 def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
     channels, resolution = image_shape("biggan", data_shape, RESOLUTIONS)

@@ -124,6 +124,15 @@ class DCGANDiscriminator(nn.Module):
         h = self.features(x).flatten(1)
         return projection_logits(self, h, y)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """Each stride-2 conv with its batch-norm and LeakyReLU, from the input on."""
+        blocks: list[list[nn.Module]] = []
+        for layer in self.features:
+            if isinstance(layer, nn.Conv2d):
+                blocks.append([])
+            blocks[-1].append(layer)
+        return [nn.ModuleList(block) for block in blocks]
+
 
 def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
     g, d = plain_kwargs("dcgan", cfg, data_shape, n_classes, RESOLUTIONS)

@@ -129,6 +129,14 @@ class MLPDiscriminator(nn.Module):
         features = torch.cat([x, phase.sin(), phase.cos()], 1)
         return torch.stack([logits, self.fourier_net(features).squeeze(1)], 1)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """Hidden layer i (linear + activation) of every head, for i from the input on; the
+        heads' output layers are not blocks."""
+        heads = [self.net] if self.fourier_net is None else [self.net, self.fourier_net]
+        depth = (len(self.net) - 1) // 2
+        return [nn.ModuleList(m for head in heads for m in head[2 * i : 2 * i + 2])
+                for i in range(depth)]  # fmt: skip
+
 
 def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
     dim = 1

@@ -49,6 +49,18 @@ def build_networks(
     return family.generator(**g_kwargs), family.discriminator(**d_kwargs), spec
 
 
+def d_blocks(D: nn.Module) -> list[nn.Module]:
+    """D's blocks from the input on: the units ``train.freeze_d`` counts (FreezeD, Mo et al.
+    2020). Each family's D says what a block is (its ``input_blocks``): dcgan, one stride-2
+    conv with its batch-norm and activation; resnet and biggan, one down-block (biggan's
+    attention joins the block it follows); mlp, one hidden layer of each head. The output
+    layers (linear head, class projection) are never a block."""
+    blocks = getattr(D, "input_blocks", None)
+    if blocks is None:
+        raise UsageError(f"{type(D).__name__} does not list its blocks: train.freeze_d needs it")
+    return blocks()
+
+
 def rebuild(spec: dict, role: str) -> nn.Module:
     """Rebuild ``role`` ("G" or "D") from a saved ``{"arch", "G", "D"}`` spec; with the spec's
     ``"units"`` (a standardised points run), in the user's units (``minmax.data.standardize``)."""

@@ -209,6 +209,10 @@ class ResNetDiscriminator(nn.Module):
         h = F.relu(self.blocks(x)).sum((2, 3))
         return projection_logits(self, h, y)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """The down-blocks, from the input on."""
+        return list(self.blocks)
+
 
 def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
     g, d = plain_kwargs("resnet", cfg, data_shape, n_classes, RESOLUTIONS)

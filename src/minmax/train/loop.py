@@ -35,7 +35,7 @@ from minmax.models import build_networks
 from minmax.models.codes import code_prior
 from minmax.models.layers import BatchNorm2d
 from minmax.objectives import Objective, get_objective
-from minmax.train import autotune, distributed
+from minmax.train import autotune, distributed, init_from
 from minmax.train.checkpoint import (
     NoCheckpointError,
     check_fingerprint,
@@ -50,6 +50,7 @@ from minmax.train.distributed import Dist
 from minmax.train.ema import Latents, recompute_batch_norm, update_ema
 from minmax.train.fingerprint import fingerprint
 from minmax.train.health import Health, nonfinite
+from minmax.train.init_from import InitSource
 from minmax.train.lock import RunLock
 from minmax.train.logs import Logger, set_aside
 from minmax.train.snapshots import Snapshots
@@ -75,7 +76,8 @@ def make_adam(module: nn.Module, lr: float, t: TrainConfig) -> torch.optim.Adam:
     """Adam; ``fused`` (one kernel for all parameters: ~30% faster steps on CPU here),
     ``foreach`` (batched ops) or ``loop`` (per parameter) compute the same update."""
     impl = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
-    return torch.optim.Adam(module.parameters(), lr=lr, betas=(t.beta1, t.beta2), **impl[t.adam])
+    params = [p for p in module.parameters() if p.requires_grad]  # not D's frozen blocks
+    return torch.optim.Adam(params, lr=lr, betas=(t.beta1, t.beta2), **impl[t.adam])
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
@@ -280,6 +282,7 @@ def build_run(cfg: Config, source: Source, d: Dist | None = None) -> Run:
     for module in G_ema.modules():  # only rank 0 re-estimates G_ema's statistics: never sync
         if isinstance(module, BatchNorm2d):
             module.sync = False
+    init_from.freeze_d(D, t.freeze_d)  # FreezeD: before D's optimizer, which skips them
     rng = torch.Generator().manual_seed(t.seed)
     local_rng = torch.Generator().manual_seed(t.seed + LOCAL_SEED_OFFSET * (d.rank + 1))
     opt_G, opt_D = make_adam(G, t.lr_g, t), make_adam(D, t.lr_d, t)
@@ -349,12 +352,16 @@ def train(
     resume: bool = False,
     progress: bool = True,
     source: Source | None = None,
+    init: InitSource | None = None,
 ) -> dict:
     """Train G and D as ``cfg`` says, writing checkpoints, logs and a report to ``run_dir``.
 
     Under ``torchrun`` every rank calls this; rank 0 alone writes files. ``source`` is
-    ``resolve_data(cfg.data)`` when the caller has loaded it already.
+    ``resolve_data(cfg.data)`` when the caller has loaded it already. ``init``: a new run
+    starts from these weights (``minmax.train.init_from.read_source``; fine-tuning).
     """
+    if init is not None and resume:
+        raise UsageError("--init-from starts a new run; --resume continues one: give one of them")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     d = distributed.setup(cfg.train.device, cfg.train.dist_timeout_s)
@@ -362,7 +369,7 @@ def train(
     try:
         with lock, StopSignals() as signals:
             try:
-                summary = _train(cfg, Path(run_dir), resume, progress, source, d, signals)
+                summary = _train(cfg, Path(run_dir), resume, progress, source, d, signals, init)
             except DivergenceError:  # the page shows how it got there
                 end_of_run_report(d, Path(run_dir))
                 raise
@@ -391,6 +398,7 @@ def _train(
     source: Source | None,
     d: Dist,
     signals: StopSignals,
+    init: InitSource | None = None,
 ) -> dict:
     source = source or resolve_data(cfg.data)
     objective = get_objective(cfg.loss.objective)
@@ -407,7 +415,10 @@ def _train(
         try:
             run.load(run_dir, d.rank, fp)
         except NoCheckpointError:  # stopped before its first checkpoint: start it over
+            init_from.check_restart(run_dir)
             restart = True
+    elif init is not None:  # Fine-tune: start from another run's weights (step 0 only).
+        init_from.start_from(run.networks(), init, say=d.is_main)
     log, snapshots = None, None
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -419,9 +430,14 @@ def _train(
         for note in speed.notes:
             print(f"minmax: {note}", file=sys.stderr)
         autotune.write_speed(run_dir, speed)  # first: a restart after the config reuses it
-        write_text(run_dir / "config.yaml", autotune.config_header(speed) + to_yaml(asked))
+        if not resume:
+            init_from.write_record(run_dir, init)  # where a fine-tuned run started
+        header = autotune.config_header(speed) + init_from.header(run_dir)
+        write_text(run_dir / "config.yaml", header + to_yaml(asked))
         log, snapshots = Logger(run_dir), Snapshots(cfg, source, run_dir)
         log.write({"kind": "speed", "step": run.count.step, **asdict(speed)})
+    if init is not None:  # its starting weights: a resume never reads the source again
+        save(run, run_dir, d, fp)
     G, count = run.G, run.count
 
     total_images = math.ceil(t.kimg * 1000)
