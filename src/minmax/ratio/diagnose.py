@@ -19,6 +19,7 @@ from minmax.data.sources import ToySource
 from minmax.data.toy import GaussianMixture
 from minmax.errors import UsageError
 from minmax.images import save_grid, to_uint8
+from minmax.metrics.memorisation import Memorisation, check_generator, save_pairs_grid
 from minmax.metrics.modes import mode_report
 from minmax.ratio.calibrate import CALIBRATED, load_calibrated
 from minmax.ratio.run import (
@@ -191,3 +192,49 @@ def _plot(real: Tensor, fake: Tensor, top: Tensor, mixture: GaussianMixture, pat
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def diagnose_memorisation(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    n: int = 5000,
+    seed: int = 0,
+    features: str | None = None,
+) -> tuple[Memorisation, list[str]]:
+    """``minmax diagnose RUN --memorisation``: ``n`` of G_ema's images (seeded) and ``n``
+    held-out real images (the data's other split), each measured to every image the run
+    trained on, in the features of ``features`` (default: the run's ``eval.features``);
+    writes ``memorisation.png`` (closest pairs) and ``memorisation.json`` to ``out``."""
+    import dataclasses
+
+    from minmax.data.sources import ImageSource, resolve_data
+    from minmax.evaluate import load_extractor
+    from minmax.sample import generate
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out else run_dir / "diagnose"
+    cfg = load_run_config(run_dir)
+    train = resolve_data(cfg.data)
+    if not isinstance(train, ImageSource):
+        raise UsageError(f"run '{run_dir}' makes points: the memorisation check compares images")
+    other = "test" if cfg.data.split == "train" else "train"
+    try:
+        held = resolve_data(dataclasses.replace(cfg.data, split=other))
+    except UsageError:
+        raise UsageError(
+            f"'{cfg.data.name}' has no '{other}' split: the memorisation check needs real "
+            "images G never saw (an .npz with x_test, or a named dataset)"
+        ) from None
+    extractor = load_extractor(features or cfg.eval.features)
+    x, _ = generate(load_generator(run_dir, "G_ema"), n, seed)
+    fake = to_uint8(x)
+    result = check_generator(fake, train.dataset.images, held.dataset.images, extractor, n, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [str(save_pairs_grid(fake[:n], train.dataset.images, result,
+                                 out / "memorisation.png"))]  # fmt: skip
+    record = {"run_dir": str(run_dir), **result.as_dict(), "seed": seed,
+              "training": f"{cfg.data.name} ({cfg.data.split})",
+              "held_out": f"{cfg.data.name} ({other})",
+              "extractor": extractor.describe()}  # fmt: skip
+    write_json(out / "memorisation.json", _finite(record))
+    return result, [*files, str(out / "memorisation.json")]
