@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   minmax train --data points.csv --out runs/mine # your own N×d points
   minmax train --dry-run loss.objective=hinge    # print the resolved config
   minmax train --resume runs/00000-ring train.kimg=2000
+  minmax train --init-from runs/00001-mnist-dcgan --data new.npz train.freeze_d=1  # fine-tune
   minmax sample runs/00000-ring --n 2500 --out samples.npz
   minmax train --preset mnist-dcgan --data ../shared/data/mnist.npz train.max_minutes=10
   minmax sample runs/00001-mnist-dcgan --n 10000 --out x.npz
@@ -29,6 +30,7 @@ EXAMPLES = """examples:
   minmax calibrate runs/00000-ring               # fit D ~ log P/Q_G beside the run
   minmax sample runs/00000-ring --correct drs --out drs.png
   minmax diagnose runs/00000-ring                # what G under-covers (largest D)
+  minmax diagnose runs/00001-mnist-dcgan --memorisation  # does G copy training images?
   minmax env                                     # versions, CPU flags, what auto picks here
   minmax report runs/00000-ring                  # one HTML page of the run (report.html)
 """
@@ -63,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="dataset name or a .npy/.npz/.csv points file")
     train.add_argument("--out", help="run folder (default: runs/NNNNN-PRESET)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    train.add_argument(
+        "--init-from",
+        metavar="RUN_OR_EXPORT",
+        help="fine-tune: a new run starting from this run's (or export's) weights; its config "
+        "is the default base",
+    )
     train.add_argument("--dry-run", action="store_true", help="print the resolved config, exit")
     train.add_argument("--list-presets", action="store_true", help="list presets and exit")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -104,8 +112,17 @@ def _parser() -> argparse.ArgumentParser:
     diag = sub.add_parser("diagnose", help="which real samples, classes, modes G under-covers")
     diag.add_argument("run_dir", metavar="RUN_DIR")
     diag.add_argument("--out", help="folder for the PNG and diagnose.json (RUN_DIR/diagnose)")
-    diag.add_argument("--n", type=int, default=5000, help="held-out real samples to rank")
+    diag.add_argument("--n", type=int, default=5000,
+                      help="held-out real samples to rank (--memorisation: generated and "
+                      "held-out images each)")  # fmt: skip
     diag.add_argument("--seed", type=int, default=0)
+    diag.add_argument(
+        "--memorisation",
+        action="store_true",
+        help="instead: does G copy its training images? (--n generated vs held-out images)",
+    )
+    diag.add_argument("--features", help="--memorisation: inception, digits or a digits-net file "
+                      "(default: the run's eval.features)")  # fmt: skip
 
     walk = sub.add_parser("interpolate", help="a latent walk as an image strip and a GIF/WebP")
     walk.add_argument("run_dir", metavar="RUN_DIR")
@@ -177,7 +194,12 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.data:
         overrides.insert(0, f"data.name={args.data}")
+    init = None
     if args.resume:
+        if args.init_from:
+            raise UsageError(
+                "--init-from starts a new run; --resume continues one: give one of them"
+            )
         if args.preset or args.config:
             raise UsageError("--resume takes the run's own config: drop --preset/--config")
         run_dir = Path(args.resume)
@@ -185,7 +207,14 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(_no_config(run_dir))
         cfg = C.resolve(config_file=run_dir / "config.yaml", overrides=overrides)
     else:
-        cfg = C.resolve(_preset_for(args), args.config, overrides)
+        preset, config_file = _preset_for(args), args.config
+        if args.init_from:
+            from minmax.train.init_from import read_source
+
+            init = read_source(args.init_from)
+            if not (preset or config_file):  # the source's own settings
+                preset, config_file = init.preset, init.config_file
+        cfg = C.resolve(preset, config_file, overrides)
     # Check every name, file and shape before anything is written.
     from minmax.augment import parse_policy
     from minmax.data.sources import resolve_data
@@ -204,11 +233,15 @@ def _train(args: argparse.Namespace) -> int:
     source = resolve_data(cfg.data)
     _say_preset(args, cfg.preset)
     family.kwargs(cfg.model, source.shape, source.n_classes)
-    if cfg.eval.metrics:
-        from minmax.evaluate import load_extractor, parse_metrics
+    if init is not None or cfg.train.freeze_d:
+        from minmax.train import init_from
 
-        parse_metrics(cfg.eval.metrics)
-        load_extractor(cfg.eval.features)
+        init_from.check(cfg, source.shape, source.n_classes, init)
+    if cfg.eval.metrics:
+        from minmax.evaluate import check_specs, load_extractor, parse_metrics
+
+        specs = parse_metrics(cfg.eval.metrics)
+        check_specs(specs, load_extractor(cfg.eval.features), source.shape)
     n_data = len(getattr(source, "dataset", ()))
     if n_data and n_data < cfg.train.batch_size:
         raise UsageError(
@@ -239,7 +272,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"run folder: {run_dir}", file=sys.stderr)
     try:
         summary = train(
-            cfg, run_dir, resume=bool(args.resume), progress=not args.quiet, source=source
+            cfg, run_dir, bool(args.resume), progress=not args.quiet, source=source, init=init
         )
     except BaseException as err:
         keep = isinstance(err, DivergenceError)  # its diagnostic is in the folder
@@ -270,9 +303,11 @@ def _say_preset(args: argparse.Namespace, preset: str) -> None:
 
 
 # What a run killed before it wrote its config.yaml leaves: its lock (RunLock takes a dead
-# run's over), its speed choice and a partial config. Nothing to continue: the same --out
-# starts it again.
-_BEFORE_CONFIG = re.compile(r"\.lock(\.stale\.\d+)?|(config\.yaml|speed\.json)(\.part)?")
+# run's over), its speed choice, a fine-tuned run's init_from.json and a partial config.
+# Nothing to continue: the same --out starts it again.
+_BEFORE_CONFIG = re.compile(
+    r"\.lock(\.stale\.\d+)?|(config\.yaml|speed\.json|init_from\.json)(\.part)?"
+)
 
 
 def _no_config(run_dir: Path) -> str:
@@ -387,6 +422,17 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _diagnose(args: argparse.Namespace) -> int:
     from minmax.ratio import diagnose
 
+    if args.memorisation:
+        from minmax.ratio.diagnose import diagnose_memorisation
+
+        result, files = diagnose_memorisation(
+            args.run_dir, args.out, args.n, args.seed, args.features
+        )
+        print(result.line())
+        print(f"wrote {', '.join(files)}")
+        return 0
+    if args.features:
+        raise UsageError("--features is for --memorisation: add it, or drop --features")
     print(diagnose(args.run_dir, args.out, args.n, args.seed).table())
     return 0
 

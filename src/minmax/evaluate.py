@@ -29,9 +29,15 @@ from minmax.metrics.refstats import (
     reference_key,
     reference_stats,
 )
+from minmax.metrics.stacked_modes import (
+    channel_digits,
+    check_digit_classifier,
+    check_stacked_images,
+    stacked_modes,
+)
 from minmax.registry import did_you_mean
 
-METRICS = ["fid", "kid", "is", "pr", "dc", "census"]
+METRICS = ["fid", "kid", "is", "pr", "dc", "census", "modes", "mem"]
 _NAME = re.compile(r"^([a-z]+?)(\d+(?:\.\d+)?)k$")
 
 
@@ -160,6 +166,7 @@ def evaluate(
     """Score ``generated`` against ``reference``; one record per metric, protocol included."""
     specs = parse_metrics(metrics, n)
     extractor = load_extractor(features, inception_weights)
+    check_specs(specs, extractor)
     start = time.monotonic()
     fake = load_generated(generated, max(spec.n for spec in specs), seed, root)
     records = score_images(fake, reference, specs, extractor, seed, root, split)
@@ -179,6 +186,8 @@ def score_images(
     split: str = "train",
 ) -> list[dict]:
     """Score uint8 images against ``reference`` (statistics cached); a record per metric."""
+    if any(spec.kind == "modes" for spec in specs):  # scored apart: no reference images
+        return _with_stacked_modes(fake, reference, specs, extractor, seed, root, split)
     fake_features, fake_probs = extractor.run(fake.pixels)
     if is_cached_stats(reference):  # statistics only: no images, no labels
         ref_stats = load_cached(reference, extractor)
@@ -200,10 +209,78 @@ def score_images(
     for spec in specs:
         f, p = fake_features[: spec.n], fake_probs[: spec.n]
         ref_sub = _subset(ref_stats.features, spec.n, seed)
-        value = _score(spec, f, p, ref_stats, ref_sub, ref, extractor)
+        if spec.kind == "mem":
+            value = _memorisation(spec, f, reference, root, extractor, seed)
+        else:
+            value = _score(spec, f, p, ref_stats, ref_sub, ref, extractor)
         records.append({"kind": "eval", "metric": label(spec, extractor), "n": spec.n,
                         **value, "protocol": protocol})  # fmt: skip
     return records
+
+
+def check_specs(
+    specs: list[MetricSpec], extractor: FeatureExtractor, shape: tuple[int, ...] | None = None
+) -> None:
+    """Refuse, before any image is made, metrics the feature net (or images of ``shape``,
+    (C, H, W), when given) cannot score."""
+    if any(spec.kind == "modes" for spec in specs):
+        check_digit_classifier(extractor)
+        if shape is not None:
+            check_stacked_images(torch.zeros((1, *shape), dtype=torch.uint8))
+
+
+def _with_stacked_modes(fake: ImageSet, reference, specs, extractor, seed, root, split):
+    """Stacked-MNIST mode records (minmax.metrics.stacked_modes: against the uniform over
+    1,000 modes, ``reference`` unread) in their place among the other metrics' records."""
+    others = [spec for spec in specs if spec.kind != "modes"]
+    scored = iter(score_images(fake, reference, others, extractor, seed, root, split)
+                  if others else [])  # fmt: skip
+    protocol = {
+        "extractor": extractor.describe(),
+        "generated": fake.description,
+        "reference": "uniform over the 1,000 digit triples (no reference images)",
+        "seed": seed,
+    }
+    n = max(spec.n for spec in specs if spec.kind == "modes")
+    if len(fake.pixels) < n:
+        raise UsageError(f"the mode metric needs {n} images, got {len(fake.pixels)}")
+    digits = channel_digits(fake.pixels[:n], extractor)  # classified once, sliced per spec
+    records = []
+    for spec in specs:
+        if spec.kind != "modes":
+            records.append(next(scored))
+            continue
+        report = stacked_modes(digits[: spec.n])
+        records.append({"kind": "eval", "metric": label(spec, extractor), "n": spec.n,
+                        "value": report["kl_to_uniform"], **report,
+                        "protocol": protocol})  # fmt: skip
+    return records
+
+
+def _memorisation(spec, f, reference: str, root, extractor, seed: int) -> dict:
+    """mem: the generated images' distances to the reference's train split against those of
+    a seeded ``spec.n`` of its test split (see ``minmax.metrics.memorisation``)."""
+    from minmax.metrics.memorisation import memorisation
+
+    if is_cached_stats(reference):
+        raise UsageError(f"{spec.name} needs the reference's images (its train and test "
+                         f"splits), not cached statistics '{reference}'")  # fmt: skip
+    features = {}
+    for split in ("train", "test"):
+        try:
+            images = _load_dataset(reference, root, split).pixels
+        except UsageError as err:
+            raise UsageError(f"{spec.name} needs the train and test splits of '{reference}' "
+                             f"(one trained on, one held out): {err}") from None  # fmt: skip
+        key = reference_key(reference, split, extractor, len(images))
+        features[split] = reference_stats(key, lambda x=images: extractor.run(x)[0]).features
+    if len(features["test"]) < spec.n:
+        raise UsageError(f"{spec.name} needs {spec.n} held-out images; '{reference}' (test) "
+                         f"holds {len(features['test'])}: lower the count")  # fmt: skip
+    result = memorisation(features["train"], _subset(features["test"], spec.n, seed), f)
+    train, test = len(features["train"]), len(features["test"])
+    return {**result.as_dict(), "training": f"{reference} (train), {train} images",
+            "held_out": f"{reference} (test), {spec.n} of {test} images"}  # fmt: skip
 
 
 def _score(spec, f, p, ref_stats, ref_sub, ref: ImageSet, extractor) -> dict:
@@ -233,7 +310,13 @@ def format_table(records: list[dict]) -> str:
     """One line per metric: its value(s), then the protocol once."""
     lines = []
     for r in records:
-        if "value" in r:
+        if "ratio" in r:
+            text = (f"ratio {r['ratio']:.4f}  Z_U {r['z_u']:.1f}  close "
+                    f"{100 * r['close_share']:.1f}%: {r['verdict']}")  # fmt: skip
+        elif "modes_covered" in r:  # counts: in the JSON record only (1,000 of them)
+            text = (f"{r['modes_covered']}/{r['n_modes']} modes, "
+                    f"KL to uniform {r['kl_to_uniform']:.4f} nats")  # fmt: skip
+        elif "value" in r:
             text = f"{r['value']:.4f}" + (f" ± {r['std']:.4f}" if "std" in r else "")
         elif "precision" in r:
             text = f"precision {r['precision']:.4f}  recall {r['recall']:.4f}"

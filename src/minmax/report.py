@@ -205,6 +205,11 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _long_list(value: object) -> bool:
+    """Lists too long for a table cell (stacked-MNIST's 1,000 mode counts): JSON only."""
+    return isinstance(value, list) and len(value) > 20
+
+
 def _table(rows: list[tuple[object, ...]], head: tuple[str, ...] = ()) -> str:
     top = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" if head else ""
     body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in row) + "</tr>"
@@ -248,7 +253,8 @@ def _final_section(records: list[dict]) -> str:
         rows = []
         for name, r in scored.items():
             skip = ("kind", "metric", "protocol", "step", "kimg", "n")
-            values = ", ".join(f"{k} {_fmt(v)}" for k, v in r.items() if k not in skip)
+            values = ", ".join(f"{k} {_fmt(v)}" for k, v in r.items()
+                               if k not in skip and not _long_list(v))  # fmt: skip
             protocol = r.get("protocol", {})
             ref = protocol.get("reference", "") if isinstance(protocol, dict) else ""
             rows.append((name, values, r.get("n", ""), r.get("kimg", "after training"), ref))

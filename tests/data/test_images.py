@@ -153,7 +153,7 @@ def test_resize_non_square_crops_the_center():
 
 
 def test_image_dataset_names():
-    assert IMAGE_DATASETS == ["mnist", "fashion-mnist", "cifar10"]
+    assert IMAGE_DATASETS == ["mnist", "fashion-mnist", "cifar10", "stacked-mnist"]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ Images stay uint8 (N, C, H, W) - a quarter of float32's memory, so MNIST is 47 M
 CIFAR-10 150 MB - and become float in [-1, 1] (x/127.5 - 1) only per batch, in ``sample``.
 
 Sources: the named datasets (``mnist``, ``fashion-mnist``, ``cifar10``; from files under
-``root``, downloaded and SHA-256 checked when missing), a folder of images (class labels
+``root``, downloaded and SHA-256 checked when missing; ``stacked-mnist``, composed per batch
+from MNIST by minmax.data.stacked_mnist), a folder of images (class labels
 from first-level sub-folders), or an .npz of uint8 images. Only the named datasets have a
 test split; a folder or an .npz without ``x_test`` is one training set.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,7 +31,10 @@ from minmax.data.points import _looks_like_path
 from minmax.errors import UsageError
 from minmax.registry import did_you_mean
 
-IMAGE_DATASETS = ["mnist", "fashion-mnist", "cifar10"]
+if TYPE_CHECKING:
+    from minmax.data.stacked_mnist import StackedImages
+
+IMAGE_DATASETS = ["mnist", "fashion-mnist", "cifar10", "stacked-mnist"]
 SPLITS = ("train", "test")
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, as Pillow's convert("L")
 CHUNK_IMAGES = 4096  # images converted to float at once: bounds the peak memory
@@ -204,7 +209,7 @@ def load_images(
     download: bool = True,
     labels: bool = True,
     skip_bad: bool = False,
-) -> ImageDataset:
+) -> ImageDataset | StackedImages:
     """A named dataset, a folder of images or an .npz of uint8 images, in memory.
 
     ``root`` holds the named datasets' files (and downloads, and the folder decode cache);
@@ -216,6 +221,10 @@ def load_images(
     """
     _check_options(split, resolution, channels)
     root_path = Path(root).expanduser() if root else default_root()
+    if name == "stacked-mnist":  # composed per batch from MNIST (minmax.data.stacked_mnist)
+        from minmax.data.stacked_mnist import load_stacked_mnist
+
+        return load_stacked_mnist(root_path, split, resolution, channels, download, labels)
     path = Path(name).expanduser()
     skipped = 0
     if name in ("mnist", "fashion-mnist"):

@@ -18,6 +18,7 @@ from minmax.config import DataConfig
 from minmax.data.images import ImageDataset, is_image_dataset, load_images
 from minmax.data.points import SUFFIXES as POINTS_SUFFIXES
 from minmax.data.points import Points, resolve_toy
+from minmax.data.stacked_mnist import StackedImages
 from minmax.data.standardize import Standardizer, standardizer_for
 from minmax.data.toy import Density
 from minmax.errors import UsageError
@@ -52,9 +53,10 @@ class ToySource:
 
 @dataclass
 class ImageSource:
-    """Images held as uint8 in memory, labels drawn with the data's class frequencies."""
+    """Images held as uint8 in memory (or composed per batch: stacked-mnist), labels drawn
+    with the data's class frequencies."""
 
-    dataset: ImageDataset
+    dataset: ImageDataset | StackedImages
 
     def __post_init__(self) -> None:
         labels = self.dataset.labels

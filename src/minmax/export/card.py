@@ -135,6 +135,9 @@ def _number(value: Any) -> str:
 
 
 def _value(record: dict) -> str:
+    if "modes_covered" in record:  # stacked MNIST: value is the KL to uniform
+        kl = _number(record.get("kl_to_uniform"))
+        return f"{record['modes_covered']}/{record.get('n_modes')} modes, KL to uniform {kl}"
     if "value" in record:
         text = _number(record["value"])
         return text + (f" ± {_number(record['std'])}" if "std" in record else "")

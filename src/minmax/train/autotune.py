@@ -296,7 +296,12 @@ def unprobed(cfg: Config, device: torch.device) -> Config:
     return out
 
 
-STANDIN_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+STANDIN_SHAPES = {
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "stacked-mnist": (3, 28, 28),
+}
 
 
 def preview(cfg: Config, seconds: float = PROBE_SECONDS) -> str:

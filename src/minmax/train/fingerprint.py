@@ -78,7 +78,9 @@ def data_fingerprint(source: Source) -> dict[str, Any]:
     ``data.standardize=off``) is not continued on standardised data, nor the reverse."""
     dataset = getattr(source, "dataset", None)
     if dataset is not None:
-        content = {"images": dataset.images, "labels": dataset.labels}
+        # Data composed on demand (stacked-mnist) name the tensors that define them instead.
+        tensors = getattr(dataset, "defining_tensors", None)
+        content = tensors() if tensors else {"images": dataset.images, "labels": dataset.labels}
     else:
         density = source.density
         content = {"kind": type(density).__name__}

@@ -98,7 +98,12 @@ class Snapshots:
             log.image("samples", make_grid(images, self.n_cols), count)
         if self.scorer is None:
             return {}
-        return {r["metric"]: r.get("value") for r in self.scorer.score(G_ema, count, log)}
+        summary = {}
+        for r in self.scorer.score(G_ema, count, log):
+            summary[r["metric"]] = r.get("value")
+            if "modes_covered" in r:  # stacked MNIST: the value is the KL to uniform
+                summary[f"{r['metric']}_covered"] = r["modes_covered"]
+        return summary
 
 
 class Scorer:
