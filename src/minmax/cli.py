@@ -216,13 +216,15 @@ def _train(args: argparse.Namespace) -> int:
                 preset, config_file = init.preset, init.config_file
         cfg = C.resolve(preset, config_file, overrides)
     # Check every name, file and shape before anything is written.
-    from minmax.augment import parse_policy
+    from minmax.augment import check_image_data, parse_ops, parse_policy
     from minmax.data.sources import resolve_data
     from minmax.models import MODELS
     from minmax.objectives import get_objective
 
     get_objective(cfg.loss.objective)
     parse_policy(cfg.augment.policy)
+    if cfg.augment.ada:
+        parse_ops(cfg.augment.ada_ops)
     family = MODELS.get(cfg.model.arch)
     if args.dry_run:  # image data are not loaded: a preset can be read before its data exist
         from minmax.train.autotune import preview
@@ -233,6 +235,8 @@ def _train(args: argparse.Namespace) -> int:
     source = resolve_data(cfg.data)
     _say_preset(args, cfg.preset)
     family.kwargs(cfg.model, source.shape, source.n_classes)
+    if cfg.augment.ada:
+        check_image_data(source.shape)
     if init is not None or cfg.train.freeze_d:
         from minmax.train import init_from
 

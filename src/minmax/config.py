@@ -43,7 +43,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "mlp"  # network family: mlp (points) | dcgan | resnet | biggan (images)
+    arch: str = "mlp"  # network family: mlp (points) | dcgan | resnet | biggan | r3gan (images)
     # size of G's input z ~ N(0, I); with codes > 0, z[:, 0] is the code and the rest continuous
     z_dim: int = 2
     # a discrete latent for data in separate pieces (mlp): z[:, 0] picks one of `codes` codes,
@@ -67,13 +67,17 @@ class ModelConfig:
     # the Fourier head's frequencies ~ N(0, d_fourier_scale²), in cycles per unit of x
     d_fourier_scale: float = 1.0
 
-    g_channels: int = 64  # dcgan/resnet/biggan: base width of G (DCGAN's ngf)
-    d_channels: int = 64  # dcgan/resnet/biggan: base width of D (DCGAN's ndf)
+    g_channels: int = 64  # dcgan/resnet/biggan/r3gan: base width of G (DCGAN's ngf)
+    d_channels: int = 64  # dcgan/resnet/biggan/r3gan: base width of D (DCGAN's ndf)
     g_spectral_norm: bool = False  # dcgan/resnet/biggan: spectral norm on G's layers
     # dcgan/resnet/biggan: spectral norm on D's layers (dcgan's D then drops its batch norm)
     d_spectral_norm: bool = False
     conditional: bool = False  # class-conditional G and D (needs labelled data)
     attention_res: int = 0  # resolution of the self-attention block (biggan), 0 = none
+    blocks_per_stage: int = 2  # r3gan: residual blocks at each feature-map side, G and D
+    # r3gan: inverted bottleneck: a block's 1×1 conv widens its c channels to expansion·c
+    expansion: int = 2
+    group_channels: int = 16  # r3gan: channels per group of the grouped 3×3 conv
 
 
 @dataclass
@@ -92,6 +96,18 @@ class AugmentConfig:
     # DiffAugment policy applied to real and fake batches before D: comma-separated from
     # translation, cutout, color; "" = off
     policy: str = ""
+    # adaptive discriminator augmentation (Karras et al. 2020): every image D sees goes through
+    # augment.ada_ops, each op applied with a probability p that adapts to D's overfitting
+    ada: bool = False
+    ada_target: float = 0.6  # the r_t = E[sign(D(x_real))] that p steers toward, in (0, 1)
+    ada_kimg: float = 500.0  # thousands of images for p to go from 0 to 1 at the fastest rate
+    ada_interval: int = 4  # D steps between updates of p (r_t is averaged over them)
+    # the ops, comma-separated, applied in this order; default: the paper's leak-free (p < 0.8)
+    # "bgc" set. Also: cutout. Grey images use only brightness and contrast of the colour ops
+    ada_ops: str = (
+        "xflip,rot90,xint,scale,rotate,aniso,xfrac,brightness,contrast,lumaflip,hue,saturation"
+    )
+    ada_fixed_p: float | None = None  # hold p here instead of adapting (ablations); none = adapt
 
 
 CODE_INITS = ["net", "box"]
@@ -117,6 +133,19 @@ class TrainConfig:
     beta2: float = 0.999  # Adam's β2 for G and D, in [0, 1)
     ema_beta: float = 0.99  # G_ema decay per G step; 0 = no averaging (G_ema = G)
     ema_warmup_kimg: float = 0.0  # G_ema copies G until then (early G moves too fast to average)
+    # G_ema's half-life in kimg, replacing train.ema_beta: β = 0.5^(img per G step / (1000·h));
+    # 0 = use train.ema_beta
+    ema_half_life_kimg: float = 0.0
+    # burn-in (R3GAN; minmax.train.burnin): over the first burnin_kimg thousand images each
+    # start value below moves to its end value (the plain key) by a half cosine, then stays
+    # there; 0 = off (the start values must then be left at their defaults)
+    burnin_kimg: float = 0.0
+    lr_start_factor: float = 1.0  # lr_g and lr_d × this at kimg 0, × 1 from burnin_kimg on
+    beta2_start: float | None = None  # Adam's β2 at kimg 0, moving to train.beta2; none = fixed
+    # G_ema's half-life at kimg 0 as a multiple of train.ema_half_life_kimg (0 = no averaging)
+    ema_half_life_start_factor: float = 1.0
+    # loss.r1_gamma and loss.r2_gamma × this at kimg 0, × 1 from burnin_kimg on
+    gamma_start_factor: float = 1.0
     code_rate: float = 0.01  # step of G's code shares per G step (model.codes > 0), 0 = fixed
     # G_ema's batch-norm statistics re-estimated from this many samples before it is saved or
     # shown (its own weights, not G's statistics); 0 = copy G's
@@ -354,6 +383,11 @@ def validate(cfg: Config) -> Config:
         "train.ema_bn_samples": t.ema_bn_samples,
         "train.code_rate": t.code_rate,
         "train.freeze_d": t.freeze_d,
+        "train.ema_half_life_kimg": t.ema_half_life_kimg,
+        "train.burnin_kimg": t.burnin_kimg,
+        "train.lr_start_factor": t.lr_start_factor,
+        "train.ema_half_life_start_factor": t.ema_half_life_start_factor,
+        "train.gamma_start_factor": t.gamma_start_factor,
         "eval.every_kimg": e.every_kimg,
     }
     for key, value in non_negative.items():
@@ -363,6 +397,7 @@ def validate(cfg: Config) -> Config:
         "train.beta1": t.beta1,
         "train.beta2": t.beta2,
         "train.ema_beta": t.ema_beta,
+        "train.beta2_start": t.beta2 if t.beta2_start is None else t.beta2_start,
     }.items():
         if not 0 <= value < 1:
             raise UsageError(f"'{key}' must be in [0, 1), got {value}")
@@ -405,9 +440,46 @@ def validate(cfg: Config) -> Config:
     if t.lr_schedule not in LR_SCHEDULES:
         hint = did_you_mean(t.lr_schedule, LR_SCHEDULES)
         raise UsageError(f"unknown train.lr_schedule '{t.lr_schedule}': {hint}")
+    _check_burnin(t)
+    for key in ("blocks_per_stage", "expansion", "group_channels"):
+        if getattr(m, key) < 1:
+            raise UsageError(f"'model.{key}' must be 1 or more, got {getattr(m, key)}")
     if t.max_minutes is not None and not t.max_minutes > 0:
         raise UsageError(f"'train.max_minutes' must be positive or none, got {t.max_minutes}")
+    validate_ada(cfg.augment)
     return cfg
+
+
+def validate_ada(a: AugmentConfig) -> None:
+    """ADA's ranges; its op names are checked by minmax.augment.ada.parse_ops."""
+    if a.ada and a.policy:
+        raise UsageError("augment.policy (DiffAugment) and augment.ada=true both augment D's "
+                         "inputs: use one of them")  # fmt: skip
+    if not 0 < a.ada_target < 1:
+        raise UsageError(f"'augment.ada_target' must be in (0, 1), got {a.ada_target}")
+    if not a.ada_kimg > 0 or math.isinf(a.ada_kimg):
+        raise UsageError(f"'augment.ada_kimg' must be a positive number, got {a.ada_kimg}")
+    if a.ada_interval < 1:
+        raise UsageError(f"'augment.ada_interval' must be 1 or more, got {a.ada_interval}")
+    if a.ada_fixed_p is not None and not 0 <= a.ada_fixed_p <= 1:
+        raise UsageError(f"'augment.ada_fixed_p' must be in [0, 1] or none, got {a.ada_fixed_p}")
+
+
+def _check_burnin(t: TrainConfig) -> None:
+    """A start value needs a burn-in to move from; a half-life start needs a half-life."""
+    starts = {
+        "train.lr_start_factor": t.lr_start_factor != 1,
+        "train.beta2_start": t.beta2_start is not None,
+        "train.ema_half_life_start_factor": t.ema_half_life_start_factor != 1,
+        "train.gamma_start_factor": t.gamma_start_factor != 1,
+    }
+    for key, moved in starts.items():
+        if moved and not t.burnin_kimg > 0:
+            raise UsageError(f"'{key}' is a burn-in start value: set train.burnin_kimg > 0 too")
+    if t.ema_half_life_start_factor != 1 and not t.ema_half_life_kimg > 0:
+        raise UsageError(
+            "'train.ema_half_life_start_factor' scales train.ema_half_life_kimg: set it > 0 too"
+        )
 
 
 def resolve(

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from tqdm import tqdm
 
-from minmax.augment import DiffAugment
+from minmax.augment import ADA, DiffAugment, make_augment
 from minmax.config import Config, TrainConfig, to_yaml
 from minmax.data.sources import Source, resolve_data
 from minmax.data.standardize import with_units
@@ -36,6 +36,7 @@ from minmax.models.codes import code_prior
 from minmax.models.layers import BatchNorm2d
 from minmax.objectives import Objective, get_objective
 from minmax.train import autotune, distributed, init_from
+from minmax.train.burnin import burnin
 from minmax.train.checkpoint import (
     NoCheckpointError,
     check_fingerprint,
@@ -83,6 +84,11 @@ def make_adam(module: nn.Module, lr: float, t: TrainConfig) -> torch.optim.Adam:
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
+
+
+def set_beta2(opt: torch.optim.Optimizer, beta2: float) -> None:
+    for group in opt.param_groups:
+        group["betas"] = (group["betas"][0], beta2)
 
 
 def lr_factor(schedule: str, progress: float) -> float:
@@ -187,6 +193,7 @@ class Run:
     ema_bn_samples: int = 0  # train.ema_bn_samples
     ema_bn_seed: int = 0
     ema_fresh: int | None = None  # images_seen when G_ema's statistics were last recomputed
+    augment: DiffAugment | ADA | None = None  # what D's inputs go through; ADA's p is saved
 
     def networks(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
@@ -233,6 +240,7 @@ class Run:
                 "images_seen": c.images_seen,
                 "kimg": c.kimg,
                 "lr_scale": self.lr_scale,
+                **({"ada": self.augment.state_dict()} if isinstance(self.augment, ADA) else {}),
             },  # fmt: skip
             keep=keep,
             score=score,
@@ -256,6 +264,8 @@ class Run:
             self.local_rng.set_state(rng_states[f"local/{rank}"])
         self.count = Counters(state["step"], state["images_seen"])
         self.lr_scale = state.get("lr_scale", 1.0)
+        if isinstance(self.augment, ADA) and "ada" in state:  # p resumes where it was
+            self.augment.load_state_dict(state["ada"])
         self.ema_fresh = None
         return folder
 
@@ -300,15 +310,26 @@ def build_run(cfg: Config, source: Source, d: Dist | None = None) -> Run:
 
 
 def iteration(
-    cfg: Config, run: Run, source: Source, objective: Objective, augment: DiffAugment
+    cfg: Config,
+    run: Run,
+    source: Source,
+    objective: Objective,
+    augment: DiffAugment | ADA,
+    gamma_factor: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
-    """One round of the game: ``n_dis`` D steps, then one G step; returns their losses."""
+    """One round of the game: ``n_dis`` D steps, then one G step; returns their losses.
+    ``gamma_factor`` multiplies loss.r1_gamma and r2_gamma (the burn-in's γ schedule)."""
     t, z_dim, e, rng = cfg.train, cfg.model.z_dim, run.engine, run.rng
+    loss = cfg.loss
+    if gamma_factor != 1:
+        loss = replace(loss, r1_gamma=loss.r1_gamma * gamma_factor,
+                       r2_gamma=loss.r2_gamma * gamma_factor)  # fmt: skip
+    observe_real = augment.observe if isinstance(augment, ADA) else None  # ADA's r_t
     for i in range(t.n_dis):
         batches = draw(source, t.batch_size, z_dim, rng, run.part, e)
         regularize = (run.count.step * t.n_dis + i) % cfg.loss.reg_every == 0
-        loss_D = d_step(e, objective, cfg.loss, batches, run.opt_D, run.local_rng, regularize,
-                        augment)  # fmt: skip
+        loss_D = d_step(e, objective, loss, batches, run.opt_D, run.local_rng, regularize,
+                        augment, observe_real)  # fmt: skip
     batches = new_latents(batches, source, t.batch_size, z_dim, rng, run.part, e)
     prior = code_prior(run.G) if t.code_rate else None
     observe = None if prior is None else partial(prior.observe, rate=t.code_rate)
@@ -409,7 +430,7 @@ def _train(
     asked, cfg = cfg, speed.apply(cfg)
     t = cfg.train
     run = build_run(cfg, source, d)
-    augment = DiffAugment(cfg.augment.policy, run.local_rng)
+    augment = run.augment = make_augment(cfg.augment, run.local_rng, t.batch_size, source.shape)
     restart = False
     if resume:
         try:
@@ -458,15 +479,20 @@ def _train(
             if code:
                 stop_reason = STOP_REASONS[code]
                 break
-            # Set learning rates.
+            # Set learning rates, Adam's β2, γ and G_ema's β: lr_schedule and the burn-in
+            # (minmax.train.burnin; functions of images seen, so a resume continues them).
             factor = lr_factor(t.lr_schedule, count.images_seen / total_images)
-            set_lr(run.opt_G, t.lr_g * factor * run.lr_scale)
-            set_lr(run.opt_D, t.lr_d * factor * run.lr_scale)
+            schedule = burnin(t, count.kimg)
+            set_lr(run.opt_G, t.lr_g * factor * schedule.lr_factor * run.lr_scale)
+            set_lr(run.opt_D, t.lr_d * factor * schedule.lr_factor * run.lr_scale)
+            if schedule.beta2 is not None:
+                set_beta2(run.opt_G, schedule.beta2)
+                set_beta2(run.opt_D, schedule.beta2)
             # Update D (n_dis steps), then G.
-            loss_D, loss_G = iteration(cfg, run, source, objective, augment)
+            loss_D, loss_G = iteration(cfg, run, source, objective, augment, schedule.gamma_factor)
             # Update G_ema (a copy of G during the warm-up).
             warm = count.images_seen < t.ema_warmup_kimg * 1000
-            update_ema(run.G_ema, G, 0.0 if warm else t.ema_beta)
+            update_ema(run.G_ema, G, 0.0 if warm else schedule.ema_beta)
             count.step += 1
             count.images_seen += images_per_step
             bar.update(images_per_step)
@@ -485,6 +511,8 @@ def _train(
                     if log is not None:
                         seconds = round(time.monotonic() - start, 3)
                         values = {"loss_D": loss_d, "loss_G": loss_g, "seconds": seconds}
+                        if isinstance(augment, ADA):  # ada_p, ada_rt
+                            values.update(augment.scalars())
                         log.scalars(count, values)
                         warn(log, count, health.d_wins(loss_d, loss_g))
             elif due:  # never checkpoint NaNs: the last checkpoint stays a good one

@@ -94,12 +94,15 @@ def d_step(
     rng: torch.Generator,
     regularize: bool = True,
     augment: Callable[[Tensor], Tensor] | None = None,
+    observe_real: Callable[[Tensor], None] | None = None,
 ) -> Tensor:
     """One D update on (reals, G(z)) over the micro-batches; returns the objective's mean.
 
     R1/R2 are lazy: added only when ``regularize`` (every ``reg_every``-th D step), weighted
     by ``reg_every`` so their average strength stays γ, and computed in fp32. With ``augment``
-    (DiffAugment) D sees T(x) for reals and fakes alike, penalties included.
+    (DiffAugment, ADA) D sees T(x) for reals and fakes alike, penalties included.
+    ``observe_real(logits_real)``, when given, sees D's detached verdicts on this step's
+    reals once, all micro-batches together (ADA's overfitting signal r_t feeds on it).
     """
     T = augment or _identity
     weight = loss_cfg.reg_every / 2 if regularize else 0.0
@@ -107,7 +110,7 @@ def d_step(
     penalised = r1 > 0 or r2 > 0 or objective.needs_gradient_penalty
     D = e.D_reg if penalised else e.D_train
     opt_D.zero_grad(set_to_none=True)
-    losses = []
+    losses, verdicts = [], []
     for i, b in enumerate(batches):
         with _sync_if(D, last=i == len(batches) - 1):
             with torch.no_grad(), e.autocast():
@@ -125,7 +128,11 @@ def d_step(
                 total = total + loss_cfg.gp_weight * gp
             (total / len(batches)).backward()
         losses.append(loss.detach())
+        if observe_real is not None:
+            verdicts.append(logits_real.detach().float())
     opt_D.step()
+    if observe_real is not None:
+        observe_real(torch.cat(verdicts))
     return torch.stack(losses).mean()
 
 
