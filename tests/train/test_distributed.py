@@ -199,7 +199,8 @@ def test_a_rank_dying_mid_run_stops_the_others_and_keeps_the_checkpoint(tmp_path
     proc = torchrun(["--out", str(run), *TOY, "train.kimg=10000", "train.checkpoint_every_kimg=1"],
                     wait=False)  # fmt: skip
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (run / "metrics.jsonl").is_file():
+    log = run / "metrics.jsonl"  # its first record is the speed choice: wait for a loss line
+    while time.monotonic() < deadline and not (log.is_file() and "loss_D" in log.read_text()):
         time.sleep(0.5)
     time.sleep(2)  # several checkpoints written by now
     workers = _children(proc.pid)

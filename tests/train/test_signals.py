@@ -23,10 +23,13 @@ def test_a_signal_checkpoints_and_exits_cleanly(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "minmax", "train", "--quiet", "--out", str(run),
                              *TINY], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
+    log = run / "metrics.jsonl"  # its first record is the speed choice: wait for a loss line
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (run / "metrics.jsonl").is_file():
+    while time.monotonic() < deadline and not (log.is_file() and "loss_D" in log.read_text()):
         time.sleep(0.2)
-    assert (run / "metrics.jsonl").is_file(), proc.stderr.read() if proc.poll() else "no start"
+    assert log.is_file() and "loss_D" in log.read_text(), (
+        proc.stderr.read() if proc.poll() is not None else "no training step logged in 60 s"
+    )
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
