@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from torch import nn
+from torch import Tensor, nn
 
 from minmax.errors import UsageError
 
@@ -75,7 +75,7 @@ def checkpoint_folders(root: Path) -> list[Path]:
     return [path for *_, path in sorted(found, reverse=True)]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
@@ -105,7 +105,7 @@ def verify_checkpoint(folder: Path) -> str | None:
             return f"{name} is missing"
         if path.stat().st_size != size:
             return f"{name} has {path.stat().st_size} bytes, {MANIFEST} says {size}"
-        if _sha256(path) != sha256:
+        if file_sha256(path) != sha256:
             return f"{name} does not match its SHA-256 in {MANIFEST} (corrupted)"
     return None
 
@@ -178,20 +178,29 @@ def read_spec(folder: Path) -> dict:
 # Weights
 
 
-def load_module(folder: Path, name: str, module: nn.Module) -> nn.Module:
-    """Load ``name``.safetensors into ``module``; shape mismatches become UsageErrors."""
-    path = folder / f"{name}.safetensors"
+def read_tensors(
+    path: Path,
+    prefix: str = "",
+    fix: str = "the run diverged before it was saved; use an earlier checkpoint",
+) -> dict[str, Tensor]:
+    """A safetensors file's tensors, refusing non-finite ones: NaN/inf weights would only show
+    up later as NaN losses or blank samples. ``prefix`` starts each error (e.g. the option)."""
     try:
         tensors = load_file(str(path))
-    except (FileNotFoundError, SafetensorError) as err:
-        raise UsageError(f"cannot read '{path}': {err}") from None
-    # NaN/inf weights would only show up later as NaN losses or blank samples: refuse them here.
+    except (OSError, SafetensorError) as err:
+        raise UsageError(f"{prefix}cannot read '{path}': {err}") from None
     for key, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise UsageError(
-                f"'{path}' holds non-finite values (NaN or inf) in tensor '{key}': the run "
-                "diverged before it was saved; use an earlier checkpoint"
+                f"{prefix}'{path}' holds non-finite values (NaN or inf) in tensor '{key}': {fix}"
             )
+    return tensors
+
+
+def load_module(folder: Path, name: str, module: nn.Module) -> nn.Module:
+    """Load ``name``.safetensors into ``module``; shape mismatches become UsageErrors."""
+    path = folder / f"{name}.safetensors"
+    tensors = read_tensors(path)
     try:
         module.load_state_dict(tensors)
     except RuntimeError as err:

@@ -28,7 +28,6 @@ Nothing here unpickles: weights come from safetensors, configs from YAML and JSO
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -36,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from minmax.config import load_yaml, preset_names
@@ -49,9 +46,11 @@ from minmax.store import (
     MANIFEST,
     checkpoint_folders,
     checkpoint_root,
+    file_sha256,
     is_export,
     read_export,
     read_spec,
+    read_tensors,
     verify_checkpoint,
 )
 
@@ -151,7 +150,7 @@ def _read_export(path: Path) -> InitSource:
         "source": str(path.resolve()),
         "kind": "export",
         "network": config.get("network", "G_ema"),
-        "sha256": {weights_file.name: _sha256(weights_file)},
+        "sha256": {weights_file.name: file_sha256(weights_file)},
         "config": config,
     }
     note = (
@@ -167,22 +166,7 @@ def _read_export(path: Path) -> InitSource:
 
 
 def _tensors(path: Path) -> dict[str, Tensor]:
-    try:
-        tensors = load_file(str(path))
-    except (OSError, SafetensorError) as err:
-        raise UsageError(f"--init-from: cannot read '{path}': {err}") from None
-    for key, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise UsageError(
-                f"--init-from: '{path}' holds non-finite values (NaN or inf) in tensor '{key}': "
-                "give an earlier checkpoint"
-            )
-    return tensors
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return read_tensors(path, prefix="--init-from: ", fix="give an earlier checkpoint")
 
 
 # Matching and loading
