@@ -123,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     diag.add_argument("--features", help="--memorisation: inception, digits or a digits-net file "
                       "(default: the run's eval.features)")  # fmt: skip
+    diag.add_argument("--calibrate-kimg", type=float, default=100.0,
+                      help="a run without a calibrated D is calibrated first, this long "
+                      "(thousands of images; default 100)")  # fmt: skip
+    diag.add_argument("--uncalibrated", action="store_true",
+                      help="use the training D as it is (overconfident: coverage biased)")
 
     walk = sub.add_parser("interpolate", help="a latent walk as an image strip and a GIF/WebP")
     walk.add_argument("run_dir", metavar="RUN_DIR")
@@ -437,7 +442,8 @@ def _diagnose(args: argparse.Namespace) -> int:
         return 0
     if args.features:
         raise UsageError("--features is for --memorisation: add it, or drop --features")
-    print(diagnose(args.run_dir, args.out, args.n, args.seed).table())
+    kimg = None if args.uncalibrated else args.calibrate_kimg
+    print(diagnose(args.run_dir, args.out, args.n, args.seed, calibrate_kimg=kimg).table())
     return 0
 
 

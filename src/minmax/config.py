@@ -78,6 +78,9 @@ class ModelConfig:
     # r3gan: inverted bottleneck: a block's 1×1 conv widens its c channels to expansion·c
     expansion: int = 2
     group_channels: int = 16  # r3gan: channels per group of the grouped 3×3 conv
+    # r3gan: a stage is width·min(2^(halvings to the image side), this) channels: 8 widens
+    # toward 4×4, 1 keeps g/d_channels at every side (the paper's CIFAR-10 model)
+    max_width_factor: int = 8
 
 
 @dataclass
@@ -441,7 +444,7 @@ def validate(cfg: Config) -> Config:
         hint = did_you_mean(t.lr_schedule, LR_SCHEDULES)
         raise UsageError(f"unknown train.lr_schedule '{t.lr_schedule}': {hint}")
     _check_burnin(t)
-    for key in ("blocks_per_stage", "expansion", "group_channels"):
+    for key in ("blocks_per_stage", "expansion", "group_channels", "max_width_factor"):
         if getattr(m, key) < 1:
             raise UsageError(f"'model.{key}' must be 1 or more, got {getattr(m, key)}")
     if t.max_minutes is not None and not t.max_minutes > 0:

@@ -203,3 +203,21 @@ def test_a_stale_calibration_is_refused(toy_run, tmp_path, capsys):
         assert main(["calibrate", str(toy_run), "--kimg", "1", "--n-eval", "300"]) == 0
     argv = ["sample", str(toy_run), "--correct", "drs", "--network", "G"]
     _expect_usage_error(capsys, [*argv, "--out", str(tmp_path / "x.npy")], "another generator")
+
+
+def test_diagnose_calibrates_first_unless_told_not_to(toy_run, tmp_path, capsys):
+    """The training D is overconfident: diagnose makes a calibrated D when the run has none
+    (and keeps it), or reads the training D under --uncalibrated, saying so."""
+    run = tmp_path / "fresh"
+    shutil.copytree(toy_run, run, ignore=shutil.ignore_patterns("calibrated", "diagnose"))
+    argv = ["diagnose", str(run), "--n", "200", "--out", str(tmp_path / "d")]
+    assert main([*argv, "--uncalibrated"]) == 0
+    assert "NOT calibrated" in capsys.readouterr().out and not (run / "calibrated").exists()
+    assert main([*argv, "--calibrate-kimg", "0.2"]) == 0
+    out, err = capsys.readouterr()
+    assert "calibrating D first" in err and "calibrated D" in out
+    assert json.loads((run / "calibrated" / "calibration.json").read_text())["kimg"] == 0.2
+    report = json.loads((tmp_path / "d" / "diagnose.json").read_text())
+    for row in report["rows"]:
+        assert row["coverage_low"] <= row["coverage"] <= row["coverage_high"]
+        assert row["flagged"] == (row["coverage_high"] < 0.5) and row["ess"] > 0

@@ -139,13 +139,33 @@ def test_out_of_memory_splits_the_batch_into_micro_batches(no_bf16, monkeypatch)
         return {option: 1.0 for option in options}
 
     monkeypatch.setattr(autotune, "time_iterations", timed)
-    speed = autotune.resolve_speed(resolve("mnist-dcgan", overrides=SMALL), images(), CPU)
-    assert seen == [1, 2, 4] and speed.accum_steps == 4
-    assert "train.accum_steps=4" in speed.settings()
+    cfg = resolve("mnist-dcgan", overrides=[*SMALL, "train.batch_size=4"])  # no CPU scout step
+    speed = autotune.resolve_speed(cfg, images(), CPU)
+    assert seen == [1, 2] and speed.accum_steps == 2
+    assert "train.accum_steps=2" in speed.settings()
     monkeypatch.setattr(autotune, "time_iterations", lambda *a, **k: (_ for _ in ()).throw(
         torch.cuda.OutOfMemoryError("CUDA out of memory")))  # fmt: skip
     with pytest.raises(UsageError, match="does not fit"):
-        autotune.resolve_speed(resolve("mnist-dcgan", overrides=SMALL), images(), CPU)
+        autotune.resolve_speed(cfg, images(), CPU)
+
+
+@pytest.mark.parametrize("rate, probed, noted", [(1000.0, 64, False), (8.0, 30, True)])
+def test_a_slow_network_on_cpu_is_probed_at_a_batch_that_fits(
+    no_bf16, monkeypatch, rate, probed, noted
+):
+    """A GPU preset on a CPU: one small step predicts the probe; past the budget (30 s) the
+    probe times a smaller batch, and says so, instead of taking many minutes."""
+    batches = []
+
+    def timed(cfg, source, device, options, batch, seconds=0.0, rounds=None):
+        batches.append(batch)
+        return {option: rate for option in options}
+
+    monkeypatch.setattr(autotune, "time_iterations", timed)
+    cfg = resolve("mnist-dcgan", overrides=[*SMALL, "train.batch_size=64"])
+    speed = autotune.resolve_speed(cfg, images(), CPU)
+    assert batches == [autotune.SCOUT_BATCH, probed]  # 8 img/s: 30 s / (2 options × 4 steps)
+    assert any("probe timed at batch 30, not 64" in note for note in speed.notes) == noted
 
 
 def test_a_real_probe_times_the_runs_own_networks(no_bf16):
@@ -164,10 +184,11 @@ def test_a_resume_on_the_same_machine_reuses_the_choice(no_bf16, fake_probe):
     first = autotune.resolve_speed(cfg, images(), CPU)
     previous = json.loads(json.dumps(autotune.asdict(first)))
     again = autotune.resolve_speed(cfg, images(), CPU, previous)
-    assert len(calls) == 1 and again.channels_last is True and "reused" in again.notes[0]
+    probes = lambda: sum(len(options) > 1 for options in calls)  # noqa: E731 (not the scout)
+    assert probes() == 1 and again.channels_last is True and "reused" in again.notes[0]
     previous["machine"] = "another machine"
     autotune.resolve_speed(cfg, images(), CPU, previous)
-    assert len(calls) == 2  # probed afresh
+    assert probes() == 2  # probed afresh
 
 
 def test_build_run_without_train_uses_plain_settings():

@@ -16,7 +16,8 @@ constant map stays constant): up = nearest resize to the next side, then blur; d
 then every second pixel (a side of 7 keeps pixels 0, 2, 4, 6: 7 -> 4). Sides: 4 -> 8 -> ...
 -> 2^k, and 4 -> 7 -> 14 -> 28 for MNIST-sized images.
 
-Stage widths: ``width · min(2^(k−i), 8)`` at the i-th side of k + 1 (widest at 4×4). Between
+Stage widths: ``width · min(2^(k−i), max_width_factor)`` at the i-th side of k + 1 (widest at
+4×4; factor 8 by default, 1 for the paper's CIFAR-10 model of one width throughout). Between
 stages a 1×1 conv changes the width, on the smaller map: G converts, then upsamples; D
 downsamples, then converts.
 
@@ -78,9 +79,9 @@ def sides(resolution: int) -> list[int]:
     return [2**k for k in range(2, int(math.log2(resolution)) + 1)]
 
 
-def stage_widths(n_sides: int, width: int) -> list[int]:
-    """Channels at each side, 4×4 first: width · min(2^(k−i), 8)."""
-    return [width * min(2 ** (n_sides - 1 - i), 8) for i in range(n_sides)]
+def stage_widths(n_sides: int, width: int, max_factor: int = 8) -> list[int]:
+    """Channels at each side, 4×4 first: width · min(2^(k−i), max_factor)."""
+    return [width * min(2 ** (n_sides - 1 - i), max_factor) for i in range(n_sides)]
 
 
 class ResidualBlock(nn.Module):
@@ -141,11 +142,12 @@ class R3GANGenerator(nn.Module):
         blocks_per_stage: int = 2,
         expansion: int = 2,
         group_channels: int = 16,
+        max_width_factor: int = 8,
     ) -> None:
         super().__init__()
         self.z_dim, self.n_classes = z_dim, n_classes
         self.sides = sides(resolution)
-        widths = stage_widths(len(self.sides), width)
+        widths = stage_widths(len(self.sides), width, max_width_factor)
         scale = _fixup_scale(len(self.sides), blocks_per_stage)
         if n_classes:
             self.embed = nn.Embedding(n_classes, z_dim)
@@ -185,11 +187,12 @@ class R3GANDiscriminator(nn.Module):
         blocks_per_stage: int = 2,
         expansion: int = 2,
         group_channels: int = 16,
+        max_width_factor: int = 8,
     ) -> None:
         super().__init__()
         self.n_classes = n_classes
         n_sides = len(sides(resolution))
-        widths = stage_widths(n_sides, width)[::-1]  # full resolution first
+        widths = stage_widths(n_sides, width, max_width_factor)[::-1]  # full resolution first
         scale = _fixup_scale(n_sides, blocks_per_stage)
         self.from_image = _conv1x1(channels, widths[0])
         self.stages = nn.ModuleList(
@@ -229,16 +232,10 @@ def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict,
             "arch=r3gan has no normalisation layers: set model.g_spectral_norm=false and "
             "model.d_spectral_norm=false"
         )
-    if min(cfg.blocks_per_stage, cfg.expansion, cfg.group_channels) < 1:
-        raise UsageError(
-            "model.blocks_per_stage, model.expansion and model.group_channels must be 1 or "
-            f"more, got {cfg.blocks_per_stage}, {cfg.expansion}, {cfg.group_channels}"
-        )
-    shape = {
-        "blocks_per_stage": cfg.blocks_per_stage,
-        "expansion": cfg.expansion,
-        "group_channels": cfg.group_channels,
-    }
+    keys = ("blocks_per_stage", "expansion", "group_channels", "max_width_factor")
+    shape = {key: getattr(cfg, key) for key in keys}
+    if min(shape.values()) < 1:
+        raise UsageError(f"model.{', model.'.join(keys)} must be 1 or more, got {shape}")
     return {**g, **shape}, {**d, **shape}
 
 

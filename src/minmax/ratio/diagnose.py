@@ -9,6 +9,7 @@ or which modes (toy mixtures, where G's own per-mode counts are shown beside the
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from minmax.errors import UsageError
 from minmax.images import save_grid, to_uint8
 from minmax.metrics.memorisation import Memorisation, check_generator, save_pairs_grid
 from minmax.metrics.modes import mode_report
-from minmax.ratio.calibrate import CALIBRATED, load_calibrated
+from minmax.ratio.calibrate import CALIBRATED, CalibrationConfig, calibrate, load_calibrated
+from minmax.ratio.coverage import group_coverage
 from minmax.ratio.run import (
     EVAL_SEED_OFFSET,
     draw_fakes,
@@ -36,6 +38,7 @@ from minmax.sample import load_generator
 TOP_FRACTION = 0.05  # the share of real samples with the largest D that counts as "top"
 GRID_IMAGES = 64
 COVERAGE_FLAG = 0.5  # flagged: G makes the class/mode less than half as often as the data
+CALIBRATE_KIMG = 100.0  # the calibration diagnose runs first when the run has none
 
 
 @dataclass
@@ -49,7 +52,9 @@ class Diagnosis:
     rows: list[dict] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     rule: str = (
-        f"coverage = E_P[exp(-D)] within the group ~ Q_G/P there; flagged below {COVERAGE_FLAG:g}"
+        "coverage ~ Q_G/P in the group: E_P[exp(-D)] there over its mean on all of P, "
+        "weights truncated at √n·median; 90% bootstrap interval; flagged when it lies below "
+        f"{COVERAGE_FLAG:g}"
     )
 
     def as_dict(self) -> dict:
@@ -62,21 +67,31 @@ class Diagnosis:
         ]
         if self.rows:
             extra = "  G/data (exact)" if self.groups == "mode" else ""
-            lines.append(f"{self.groups:>6}  data share  top share   mean D  coverage{extra}  flag")
+            lines.append(f"{self.groups:>6}  data share  top share   mean D  coverage  "
+                         f"90% interval     ESS{extra}  flag")  # fmt: skip
             for r in self.rows:
                 g = f"  {r['g_over_data']:>15.3f}" if self.groups == "mode" else ""
                 flag = "under-covered" if r["flagged"] else ""
+                interval = f"{r['coverage_low']:.3f}-{r['coverage_high']:.3f}"
                 lines.append(
                     f"{r[self.groups]:>6}  {r['data_share']:>10.3f}  {r['top_share']:>9.3f}  "
-                    f"{r['mean_d']:>7.3f}  {r['coverage']:>8.3f}{g}  {flag}"
+                    f"{r['mean_d']:>7.3f}  {r['coverage']:>8.3f}  {interval:>12}  "
+                    f"{r['ess']:>6.0f}{g}  {flag}"
                 )
         lines += [self.rule] if self.rows else []
         lines += [f"wrote {', '.join(self.files)}"]
         return "\n".join(lines)
 
 
-def _discriminator(run_dir: Path):
-    """The calibrated D if there is one (checked against its G), else the run's own D."""
+def _discriminator(run_dir: Path, calibrate_kimg: float | None):
+    """The calibrated D (checked against its G), calibrated now when the run has none and
+    ``calibrate_kimg`` is given, else the run's own D, labelled as such."""
+    if calibrate_kimg and not (run_dir / CALIBRATED / "calibration.json").is_file():
+        load_run_discriminator(run_dir)  # a run without a checkpoint fails here, quietly
+        print(f"minmax: diagnose: calibrating D first ('minmax calibrate {run_dir} --kimg "
+              f"{calibrate_kimg:g}'): the training D is overconfident, its coverage biased",
+              file=sys.stderr)  # fmt: skip
+        calibrate(run_dir, CalibrationConfig(kimg=calibrate_kimg))
     if (run_dir / CALIBRATED / "calibration.json").is_file():
         import json
 
@@ -85,31 +100,29 @@ def _discriminator(run_dir: Path):
         D, _ = load_calibrated(run_dir, G)
         return D, G, "calibrated D"
     D, _ = load_run_discriminator(run_dir)
-    note = "the run's training D, not calibrated: run 'minmax calibrate' for D ~ log P/Q"
+    note = "the run's training D, NOT calibrated (--uncalibrated): its coverage is biased"
     return D, load_generator(run_dir, "G_ema"), note
 
 
 def group_report(
-    groups: Tensor, n_groups: int, top: Tensor, logits: Tensor, name: str
+    groups: Tensor, n_groups: int, top: Tensor, logits: Tensor, name: str, seed: int = 0
 ) -> list[dict]:
-    """Per class/mode: shares of the data and of the top, mean D, and the coverage estimate.
-
-    coverage = E_{P|A}[exp(−D)] estimates Q_G(A)/P(A) for the group's region A, because
-    ∫_A q = ∫_A p · e^{−D*}: 1 when G makes the group as often as the data has it, 0.5 when
-    half as often. It needs a calibrated D, and sees only where P's samples fall.
-    """
+    """Per class/mode: shares of the data and of the top, mean D, and the coverage estimate
+    Q_G(A)/P(A) with its interval (``minmax.ratio.coverage``): 1 when G makes the group as
+    often as the data has it, 0.5 when half as often. It needs a calibrated D, and sees only
+    where P's samples fall. Worst covered first."""
     n_all = torch.bincount(groups, minlength=n_groups).double()
     n_top = torch.bincount(groups[top], minlength=n_groups).double()
-    sums = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, logits)
-    inverse = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, (-logits).exp())
+    sums = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, logits.double())
+    coverage = group_coverage(groups, logits, n_groups, COVERAGE_FLAG, seed)
     rows = []
-    for k in range(n_groups):
+    for k, c in enumerate(coverage):
         seen = float(n_all[k])
-        coverage = float(inverse[k] / seen) if seen else math.nan
         rows.append({name: k, "n_real": int(seen), "n_top": int(n_top[k]),
                      "data_share": seen / len(groups), "top_share": float(n_top[k]) / len(top),
                      "mean_d": float(sums[k] / seen) if seen else math.nan,
-                     "coverage": coverage, "flagged": coverage < COVERAGE_FLAG})  # fmt: skip
+                     "coverage": c.estimate, "coverage_low": c.low, "coverage_high": c.high,
+                     "ess": c.ess, "coverage_raw": c.raw, "flagged": c.flagged})  # fmt: skip
     return sorted(rows, key=lambda r: r["coverage"] if math.isfinite(r["coverage"]) else math.inf)
 
 
@@ -119,14 +132,17 @@ def diagnose(
     n: int = 5000,
     seed: int = 0,
     top_fraction: float = TOP_FRACTION,
+    calibrate_kimg: float | None = CALIBRATE_KIMG,
 ) -> Diagnosis:
-    """Rank ``n`` held-out real samples by D; write ``diagnose.json`` and a PNG to ``out``."""
+    """Rank ``n`` held-out real samples by D; write ``diagnose.json`` and a PNG to ``out``.
+    A run without a calibrated D gets one first (``calibrate_kimg`` thousand images), unless
+    ``calibrate_kimg`` is None: then the training D is used, and labelled so."""
     if n < 2:
         raise UsageError(f"--n must be at least 2, got {n}")
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "diagnose"
     cfg = load_run_config(run_dir)
-    D, G, which = _discriminator(run_dir)
+    D, G, which = _discriminator(run_dir, calibrate_kimg)
     data = held_out(cfg, n, seed)
     logits = logits_of(D, data.x, data.y)
     n_top = max(1, round(top_fraction * len(logits)))
@@ -138,12 +154,12 @@ def diagnose(
         report.files.append(str(grid))
         if data.y is not None and data.fit.n_classes:
             report.groups = "class"
-            report.rows = group_report(data.y, data.fit.n_classes, top, logits, "class")
+            report.rows = group_report(data.y, data.fit.n_classes, top, logits, "class", seed)
     elif isinstance(data.fit, ToySource) and isinstance(data.fit.density, GaussianMixture):
         mixture = data.fit.density
         report.groups = "mode"
         nearest = mixture.squared_distances(data.x).argmin(1)
-        report.rows = group_report(nearest, mixture.n_modes, top, logits, "mode")
+        report.rows = group_report(nearest, mixture.n_modes, top, logits, "mode", seed)
         fake, _ = draw_fakes(G, len(data.x), torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET))
         # Ground truth: G's high-quality samples per mode over the data's, same counts.
         g_counts, p_counts = mode_report(fake, mixture).counts, mode_report(data.x, mixture).counts

@@ -12,7 +12,8 @@ some devices and not others), so no fixed choice holds everywhere. What ``auto``
 - ``train.accum_steps``: raised on a GPU that runs out of memory on the whole batch.
 
 The probe times a few training iterations (one D step, one G step at the run's per-rank
-batch) of throw-away copies of the run's own networks, candidates interleaved so that a slow
+batch; on a CPU, a smaller batch where the whole one would take the probe past half a minute)
+of throw-away copies of the run's own networks, candidates interleaved so that a slow
 spell of the machine hits them alike. It picks by speed alone and is not seeded: two fresh runs
 can choose differently when the candidates are close, which changes float rounding, not the
 maths. A resumed run on the same machine reuses its recorded choice (``speed.json``), so it
@@ -45,6 +46,8 @@ BF16_MARGIN = 1.05  # bf16 must be this much faster than fp32 to be chosen
 NHWC_MARGIN = 1.03  # ties keep the default NCHW layout
 PROBE_SECONDS = 3.0  # timed rounds stop after this, once MIN_ROUNDS are in
 MIN_ROUNDS, MAX_ROUNDS, WARMUP = 3, 12, 2
+PROBE_BUDGET_S = 30.0  # CPU: a probe predicted to take longer times a smaller batch instead
+SCOUT_BATCH = 4  # the batch of the one step that predicts it
 
 
 @dataclass
@@ -208,6 +211,7 @@ def resolve_speed(
         if d.is_main:
             say(f"choosing speed settings: timing {', '.join(label(*o) for o in options)} "
                 f"on {device.type} ...")  # fmt: skip
+        batch = _cpu_probe_batch(cfg, source, device, options, batch, speed)
         measured = _probe_fitting(cfg, source, device, options, batch, speed, seconds)
         speed.probe = {label(*k): v for k, v in measured.items()}
         (best_p, best_c) = _pick(measured)
@@ -229,6 +233,28 @@ def agree_speed(cfg: Config, source: Source, d: Dist, previous: dict | None = No
         speed = Speed(**json.loads(text))
         torch.set_num_threads(speed.threads)
     return speed
+
+
+def _cpu_probe_batch(
+    cfg: Config, source: Source, device: torch.device, options: list[tuple], batch: int,
+    speed: Speed,
+) -> int:  # fmt: skip
+    """The batch the probe times. A CPU's images/s barely change with the batch past a few
+    dozen images, but a GPU preset's whole batch can take minutes a step there: one step of
+    ``SCOUT_BATCH`` images predicts the probe's time, and a probe that would pass
+    ``PROBE_BUDGET_S`` times the largest batch that fits (noted). GPUs keep the whole batch:
+    their speed and memory depend on it."""
+    if device.type != "cpu" or batch <= SCOUT_BATCH:
+        return batch
+    scout = time_iterations(cfg, source, device, options[:1], SCOUT_BATCH, 0.0, (1, 1))
+    per_image = 1 / next(iter(scout.values()))
+    steps = len(options) * (1 + MIN_ROUNDS)  # a slow network's probe: no warm-up steps
+    if per_image * batch * steps <= PROBE_BUDGET_S:
+        return batch
+    fits = max(SCOUT_BATCH, int(PROBE_BUDGET_S / (per_image * steps)))
+    speed.notes.append(f"probe timed at batch {fits}, not {batch}: one step of {batch} images "
+                       f"takes about {per_image * batch:.0f} s on this CPU")  # fmt: skip
+    return fits
 
 
 def _probe_fitting(

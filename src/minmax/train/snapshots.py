@@ -103,6 +103,9 @@ class Snapshots:
             summary[r["metric"]] = r.get("value")
             if "modes_covered" in r:  # stacked MNIST: the value is the KL to uniform
                 summary[f"{r['metric']}_covered"] = r["modes_covered"]
+            if "verdict" in r:  # memorisation: the distance ratio and the verdict
+                summary[r["metric"]] = r["ratio"]
+                summary[f"{r['metric']}_verdict"] = r["verdict"]
         return summary
 
 

@@ -1,0 +1,182 @@
+"""Small data and fine-tuning (issue 19): does augmentation rescue a few thousand digits, and
+does starting from another run save time?
+
+    python benchmarks/small_data.py limited --sizes 1000 5000 --arms none diffaugment ada
+    python benchmarks/small_data.py limited --sizes 60000 --arms none ada
+    python benchmarks/small_data.py finetune --pretrain-minutes 5 --minutes 10
+
+``limited``: for each size, the first N digits of a seeded permutation of MNIST's training set
+(../shared/data/mnist.npz) go into an .npz beside the full test set; ``minmax train --preset
+mnist-dcgan model.conditional=false`` trains on it for ``--minutes`` of wall time, once per arm
+(``none``; ``diffaugment``: ``augment.policy=color,translation,cutout``, DiffAugment's
+limited-data policy; ``ada``: ``augment.ada=true`` with its defaults), and the run's final
+evaluation scores 10,000 G_ema samples: fd10k_digits against the whole test set and
+mem10k_digits (the memorisation check: distances to the N training digits against the test
+set's). One JSON line per run, then a table.
+
+``finetune``: a run trained ``--pretrain-minutes`` on digits 0-4, then ``--init-from`` it on
+digits 5-9 with an evaluation every ``--eval-kimg`` (its time counts against the fine-tuned
+run, so its times are upper bounds), against a from-scratch run on 5-9 for ``--minutes``.
+Reported: the scratch run's final fd10k_digits, and the fine-tuned run's wall seconds when it
+first scored at or below it. Both score against the test set's digits 5-9.
+
+Needs the digits network (``minmax features train --data ../shared/data/mnist.npz``). Run
+with nothing else on the machine: the runs are wall-time races.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
+ARMS = {
+    "none": [],
+    "diffaugment": ["augment.policy=color,translation,cutout"],
+    "ada": ["augment.ada=true"],
+}
+BASE = ["--preset", "mnist-dcgan", "--quiet"]
+
+
+def write_subset(path: Path, n: int, seed: int) -> None:
+    """The first ``n`` of a seeded permutation of MNIST's training digits, plus the full test
+    split (the reference and the held-out set for the memorisation check)."""
+    with np.load(MNIST, allow_pickle=False) as f:
+        x, y, x_test, y_test = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    keep = np.random.default_rng(seed).permutation(len(x))[:n]
+    np.savez(path, x_train=x[keep], y_train=y[keep], x_test=x_test, y_test=y_test)
+
+
+def write_digits(path: Path, digits: list[int]) -> None:
+    """MNIST's train and test splits restricted to ``digits``."""
+    with np.load(MNIST, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    train, test = np.isin(arrays["y_train"], digits), np.isin(arrays["y_test"], digits)
+    np.savez(path, x_train=arrays["x_train"][train], y_train=arrays["y_train"][train],
+             x_test=arrays["x_test"][test], y_test=arrays["y_test"][test])  # fmt: skip
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def train(run: Path, data: Path, overrides: list[str], extra: list[str] = ()) -> dict:
+    """``minmax train`` into ``run`` (which must not exist); its final record."""
+    if run.exists():
+        raise SystemExit(f"{run} exists: remove it or choose --out")
+    cmd = ["minmax", "train", *BASE, "--data", str(data), "--out", str(run), *extra,
+           "model.conditional=false", *overrides]  # fmt: skip
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return records(run)[-1]
+
+
+def metric(run: Path, prefix: str) -> dict:
+    """The run's last score whose metric name starts with ``prefix``."""
+    scores = [r for r in records(run) if r.get("kind") == "eval" and r["metric"].startswith(prefix)]
+    if not scores:
+        raise SystemExit(f"no {prefix} score in {run / 'metrics.jsonl'}")
+    return scores[-1]
+
+
+def limited(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in args.sizes:
+        data = out / f"mnist-{n}.npz"
+        if not data.exists():
+            write_subset(data, n, args.data_seed)
+        for arm in args.arms:
+            run = out / f"{n}-{arm}-seed{args.seed}"
+            overrides = [f"train.max_minutes={args.minutes}", f"train.seed={args.seed}",
+                         "eval.metrics=fid10k,mem10k", *ARMS[arm],
+                         *args.overrides]  # fmt: skip
+            final = train(run, data, overrides)
+            fd, mem = metric(run, "fd"), metric(run, "mem")
+            p = [r["ada_p"] for r in records(run) if "ada_p" in r]
+            row = {"size": n, "arm": arm, "seed": args.seed, "kimg": round(final["kimg"], 1),
+                   "seconds": final["seconds"], "fd10k_digits": round(fd["value"], 2),
+                   "mem_ratio": round(mem["ratio"], 3), "mem_close": round(mem["close_share"], 4),
+                   "mem_verdict": mem["verdict"], "ada_p_final": p[-1] if p else None,
+                   "ada_p_max": max(p) if p else None}  # fmt: skip
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    print("| digits | augmentation | kimg | fd10k_digits | memorisation ratio | close share "
+          "| verdict | ADA p (end / max) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        p = "" if r["ada_p_final"] is None else f"{r['ada_p_final']:.2f} / {r['ada_p_max']:.2f}"
+        print(f"| {r['size']:,} | {r['arm']} | {r['kimg']:.0f} | {r['fd10k_digits']:.1f} | "
+              f"{r['mem_ratio']:.3f} | {100 * r['mem_close']:.1f}% | {r['mem_verdict']} | {p} |")
+
+
+def finetune(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    low, high = out / "digits-0-4.npz", out / "digits-5-9.npz"
+    write_digits(low, [0, 1, 2, 3, 4])
+    write_digits(high, [5, 6, 7, 8, 9])
+    common = [f"train.seed={args.seed}", *args.overrides]
+    metrics = "eval.metrics=fid10k"
+    scratch = train(out / "scratch-5-9", high, [f"train.max_minutes={args.minutes}", metrics,
+                                                *common])  # fmt: skip
+    target = metric(out / "scratch-5-9", "fd")["value"]
+    print(json.dumps({"run": "scratch 5-9", "minutes": args.minutes, "kimg": scratch["kimg"],
+                      "fd10k_digits": round(target, 2)}), flush=True)  # fmt: skip
+    source = out / "pretrain-0-4"
+    train(source, low, [f"train.max_minutes={args.pretrain_minutes}", *common])
+    tuned = out / "finetune-5-9"
+    train(tuned, high, [f"train.max_minutes={args.minutes / 2}", metrics,
+                        f"eval.every_kimg={args.eval_kimg}", *common],
+          ["--init-from", str(source)])  # fmt: skip
+    # (seconds, kimg, fd) of each in-training score; its time is the next logged time after
+    # it (the score's own minutes included), so "reached by" is an upper bound
+    log, curve = records(tuned), []
+    for i, r in enumerate(log):
+        if r.get("kind") == "eval" and r["metric"].startswith("fd"):
+            seconds = next(x["seconds"] for x in log[i:] if "seconds" in x)
+            curve.append((seconds, r["kimg"], r["value"]))
+    reached = next(((s, k) for s, k, v in curve if v <= target), None)
+    for s, k, v in curve:
+        print(json.dumps({"run": "finetune 5-9", "seconds": s, "kimg": round(k, 1),
+                          "fd10k_digits": round(v, 2)}))  # fmt: skip
+    verdict = ("not reached" if reached is None else
+               f"reached at <= {reached[0]:.0f} s ({reached[1]:.0f} kimg)")  # fmt: skip
+    print(f"# scratch on 5-9 in {args.minutes:g} min: fd10k_digits {target:.2f}; fine-tuned "
+          f"from {args.pretrain_minutes:g} min on 0-4: {verdict}; half the time is "
+          f"{30 * args.minutes:.0f} s")
+
+
+def main() -> None:
+    from minmax.machine import machine_summary
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    lim = sub.add_parser("limited")
+    lim.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    lim.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS))
+    lim.add_argument("--data-seed", type=int, default=0, help="which digits form the subset")
+    fine = sub.add_parser("finetune")
+    fine.add_argument("--pretrain-minutes", type=float, default=5.0)
+    fine.add_argument("--eval-kimg", type=float, default=25.0)
+    for p in (lim, fine):
+        p.add_argument("--minutes", type=float, default=10.0)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--out", default="/tmp/minmax-small-data")
+        p.add_argument("--set", dest="overrides", action="append", default=[],
+                       help="key=value override for every run (repeatable)")
+    args = parser.parse_args()
+    if not MNIST.is_file():
+        raise SystemExit(f"needs {MNIST}")
+    print(f"# {machine_summary()}", flush=True)
+    {"limited": limited, "finetune": finetune}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
