@@ -8,7 +8,9 @@ freezes G (G_ema by default: what users sample), fine-tunes a copy of D on V_D f
 budget on real data D has not trained on, and stores it in ``RUN_DIR/calibrated/``:
 
     D.safetensors       the calibrated D's weights (rebuilt from the spec in the JSON)
-    calibration.json    budget, seed, G's fingerprint, held-out V_D, divergence estimates
+    calibration.json    budget, seed, G's fingerprint, held-out V_D, divergence estimates,
+                        reliability (ECE before/after, a Platt step's effect)
+    reliability.png     reliability diagrams of the run's D and the calibrated one
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from minmax.ratio.divergence import (
     v_d_terms,
     with_references,
 )
+from minmax.ratio.reliability import platt_check, plot_reliability, reliability
 from minmax.ratio.run import (
     EVAL_SEED_OFFSET,
     conditional,
@@ -98,6 +101,8 @@ class Calibration:
     v_d_before: float  # the run's own D, same held-out samples
     divergences: dict[str, Estimate]
     toy: dict = field(default_factory=dict)  # references on toy densities
+    # ECE and reliability diagram of sigmoid(D) before/after, and a Platt step's effect
+    reliability: dict = field(default_factory=dict)
     networks: dict = field(default_factory=dict)  # the spec that rebuilds D
 
     @property
@@ -120,6 +125,14 @@ class Calibration:
         ]
         name = "reference (P exact, Q_G by KDE)" if self.toy else ""
         lines.append(format_divergences(self.divergences, name))
+        if self.reliability:
+            r, platt = self.reliability, self.reliability["platt"]
+            lines.append(
+                f"reliability of sigmoid(D) on held-out P and Q: ECE {r['ece']:.4f} (run's D "
+                f"{r['ece_before']:.4f}); a Platt step {platt['a']:.3f}·D{platt['b']:+.3f}, fit "
+                f"on half, on the other half: V_D {platt['v_d']:.4f} -> {platt['v_d_platt']:.4f},"
+                f" ECE {platt['ece']:.4f} -> {platt['ece_platt']:.4f}"
+            )
         if self.toy:
             lines.append(
                 f"|D - log P/Q| weighted by (P+Q)/2: mean {self.toy['ratio_error_mean']:.4f}, "
@@ -173,7 +186,8 @@ def calibrate(run_dir: str | Path, config: CalibrationConfig = CalibrationConfig
     rng = torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET + 1)
     n_eval = len(data.x)
     x_q, y_q = draw_fakes(G, n_eval, rng, data.fit.sample_labels(n_eval, rng))
-    terms = v_d_terms(logits_of(D, data.x, data.y), logits_of(D, x_q, y_q))
+    before_p, before_q = logits_of(D, data.x, data.y), logits_of(D, x_q, y_q)
+    terms = v_d_terms(before_p, before_q)
     v_d_before = float(terms[0].mean() + terms[1].mean())
 
     start = time.monotonic()
@@ -187,12 +201,17 @@ def calibrate(run_dir: str | Path, config: CalibrationConfig = CalibrationConfig
     if isinstance(data.fit, ToySource) and hasattr(data.fit.density, "log_prob"):
         toy, exact = _toy_references(data.fit.density, G, data.x, x_q, logits_p, logits_q, config)
         estimates = with_references(estimates, exact)
+    after = reliability(logits_p, logits_q)
+    checks = {"ece": after["ece"], "ece_before": reliability(before_p, before_q)["ece"],
+              "bins": after["bins"], "platt": platt_check(logits_p, logits_q)}  # fmt: skip
     result = Calibration(
         str(run_dir), config.network, fingerprint(G), config.kimg, steps, lr, batch_size,
         config.seed, round(seconds, 2), data.description, v_d_before, estimates,
-        toy, spec,
+        toy, checks, spec,
     )  # fmt: skip
-    save_calibration(run_dir, D, result)
+    folder = save_calibration(run_dir, D, result)
+    plot_reliability({"run's D": reliability(before_p, before_q), "calibrated D": after},
+                     folder / "reliability.png")  # fmt: skip
     return result
 
 
