@@ -212,6 +212,9 @@ def resolve_speed(
             say(f"choosing speed settings: timing {', '.join(label(*o) for o in options)} "
                 f"on {device.type} ...")  # fmt: skip
         batch = _cpu_probe_batch(cfg, source, device, options, batch, speed)
+        if batch == 0:  # too slow to time within the budget: the plain settings
+            options = options[:1]
+    if len(options) > 1:
         measured = _probe_fitting(cfg, source, device, options, batch, speed, seconds)
         speed.probe = {label(*k): v for k, v in measured.items()}
         (best_p, best_c) = _pick(measured)
@@ -242,8 +245,9 @@ def _cpu_probe_batch(
     """The batch the probe times. A CPU's images/s barely change with the batch past a few
     dozen images, but a GPU preset's whole batch can take minutes a step there: one step of
     ``SCOUT_BATCH`` images predicts the probe's time, and a probe that would pass
-    ``PROBE_BUDGET_S`` times the largest batch that fits (noted). GPUs keep the whole batch:
-    their speed and memory depend on it."""
+    ``PROBE_BUDGET_S`` times the largest batch that fits (noted); 0 when not even
+    ``SCOUT_BATCH`` images fit: no probe, the plain settings (noted). GPUs keep the whole
+    batch: their speed and memory depend on it."""
     if device.type != "cpu" or batch <= SCOUT_BATCH:
         return batch
     scout = time_iterations(cfg, source, device, options[:1], SCOUT_BATCH, 0.0, (1, 1))
@@ -251,9 +255,12 @@ def _cpu_probe_batch(
     steps = len(options) * (1 + MIN_ROUNDS)  # a slow network's probe: no warm-up steps
     if per_image * batch * steps <= PROBE_BUDGET_S:
         return batch
-    fits = max(SCOUT_BATCH, int(PROBE_BUDGET_S / (per_image * steps)))
-    speed.notes.append(f"probe timed at batch {fits}, not {batch}: one step of {batch} images "
-                       f"takes about {per_image * batch:.0f} s on this CPU")  # fmt: skip
+    fits = int(PROBE_BUDGET_S / (per_image * steps))
+    step = f"one step of {batch} images takes about {per_image * batch:.0f} s on this CPU"
+    if fits < SCOUT_BATCH:
+        speed.notes.append(f"too slow to probe here ({step}): {label(*options[0])}")
+        return 0
+    speed.notes.append(f"probe timed at batch {fits}, not {batch}: {step}")
     return fits
 
 
