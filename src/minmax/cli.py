@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import re
 import shutil
 import sys
@@ -442,6 +443,9 @@ def _diagnose(args: argparse.Namespace) -> int:
         return 0
     if args.features:
         raise UsageError("--features is for --memorisation: add it, or drop --features")
+    if not args.calibrate_kimg > 0 or math.isinf(args.calibrate_kimg):
+        raise UsageError(f"--calibrate-kimg must be positive, got {args.calibrate_kimg} (to read "
+                         "the training D as it is, use --uncalibrated)")  # fmt: skip
     kimg = None if args.uncalibrated else args.calibrate_kimg
     print(diagnose(args.run_dir, args.out, args.n, args.seed, calibrate_kimg=kimg).table())
     return 0

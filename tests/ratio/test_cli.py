@@ -163,6 +163,8 @@ def _expect_usage_error(capsys, argv, fragment):
         (["sample", "RUN", "--correct", "mh", "--accept-target", "0.5"], "drs only"),
         (["sample", "RUN", "--correct", "drs", "--truncation", "1"], "truncation"),
         (["sample", "RUN", "--correct", "xyz"], "invalid choice"),
+        (["diagnose", "RUN", "--calibrate-kimg", "0"], "--calibrate-kimg must be positive"),
+        (["diagnose", "RUN", "--calibrate-kimg", "-1"], "--calibrate-kimg must be positive"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(toy_run, tmp_path, capsys, args, fragment):
