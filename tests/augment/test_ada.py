@@ -16,6 +16,7 @@ from minmax.errors import UsageError
 from minmax.report import curves
 from minmax.train.checkpoint import find_checkpoint
 from minmax.train.loop import train
+from tests.bar_digits import bar_digits
 
 
 def batch(n=16, c=3, size=16, seed=0):
@@ -208,13 +209,9 @@ TINY = [
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """48 labelled 28×28 'digits' (a bright bar whose position encodes the class)."""
-    rng = np.random.default_rng(0)
-    y = np.arange(48) % 3
-    x = rng.integers(0, 40, size=(48, 28, 28), dtype=np.uint8)
-    for i, label in enumerate(y):
-        x[i, 4 + 8 * label : 10 + 8 * label, 6:22] = 250
+    x, y = bar_digits(48, 3, np.random.default_rng(0))
     path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=x, y=y.astype(np.int64))
+    np.savez(path, x=x, y=y)
     return path
 
 

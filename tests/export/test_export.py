@@ -26,6 +26,7 @@ from minmax.images import to_uint8
 from minmax.sample import generate, load_generator
 from minmax.store import find_checkpoint
 from minmax.train.loop import train
+from tests.bar_digits import bar_digits
 
 TINY = [
     "model.g_channels=8",
@@ -55,12 +56,8 @@ FILES = {"README.md", "config.json", "model.safetensors", "samples.png"}
 def run(tmp_path_factory) -> Path:
     """A finished tiny run on 48 labelled 28×28 'digits' in 3 classes, with one eval record."""
     root = tmp_path_factory.mktemp("export")
-    rng = np.random.default_rng(0)
-    y = np.arange(48) % 3
-    x = rng.integers(0, 40, size=(48, 28, 28), dtype=np.uint8)
-    for i, label in enumerate(y):
-        x[i, 4 + 8 * label : 10 + 8 * label, 6:22] = 250
-    np.savez(root / "digits.npz", x=x, y=y.astype(np.int64))
+    x, y = bar_digits(48, 3, np.random.default_rng(0))
+    np.savez(root / "digits.npz", x=x, y=y)
     cfg = resolve("mnist-dcgan", overrides=[f"data.name={root / 'digits.npz'}", *TINY])
     train(cfg, root / "run", progress=False)
     with open(root / "run" / "metrics.jsonl", "a") as f:

@@ -23,6 +23,7 @@ from minmax.models.r3gan import (
     up,
 )
 from minmax.train.loop import train
+from tests.bar_digits import bar_digits
 
 N_CLASSES = 10
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
@@ -171,13 +172,9 @@ def test_unsupported_resolution(resolution):
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """32 labelled 28×28 'digits' (a bright bar whose position encodes the class)."""
-    rng = np.random.default_rng(0)
-    y = np.arange(32) % 2
-    x = rng.integers(0, 40, size=(32, 28, 28), dtype=np.uint8)
-    for i, label in enumerate(y):
-        x[i, 4 + 8 * label : 10 + 8 * label, 6:22] = 250
+    x, y = bar_digits(32, 2, np.random.default_rng(0))
     path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=x, y=y.astype(np.int64))
+    np.savez(path, x=x, y=y)
     return path
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from minmax.cli import main
 from minmax.train.checkpoint import find_checkpoint
+from tests.bar_digits import bar_digits
 
 TOY = [
     "model.g_width=16",
@@ -48,15 +49,7 @@ def image_run(tmp_path_factory):
     with a test split: calibration must fit and score on it, not on the training images."""
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
-
-    def digits(n):
-        y = np.arange(n) % 3
-        x = rng.integers(0, 40, size=(n, 28, 28), dtype=np.uint8)
-        for i, label in enumerate(y):
-            x[i, 4 + 8 * label : 10 + 8 * label, 6:22] = 250
-        return x, y.astype(np.int64)
-
-    (x, y), (x_test, y_test) = digits(48), digits(60)
+    (x, y), (x_test, y_test) = bar_digits(48, 3, rng), bar_digits(60, 3, rng)
     np.savez(folder / "digits.npz", x=x, y=y, x_test=x_test, y_test=y_test)
     run = folder / "run"
     data = ["--preset", "mnist-dcgan", "--data", str(folder / "digits.npz")]

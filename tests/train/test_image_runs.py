@@ -12,6 +12,7 @@ from minmax.cli import main
 from minmax.config import resolve
 from minmax.train.checkpoint import find_checkpoint
 from minmax.train.loop import train
+from tests.bar_digits import bar_digits
 
 TINY = [
     "model.g_channels=8",
@@ -28,13 +29,9 @@ TINY = [
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """48 labelled 28×28 'digits' (a bright bar whose position encodes the class)."""
-    rng = np.random.default_rng(0)
-    y = np.arange(48) % 3
-    x = rng.integers(0, 40, size=(48, 28, 28), dtype=np.uint8)
-    for i, label in enumerate(y):
-        x[i, 4 + 8 * label : 10 + 8 * label, 6:22] = 250
+    x, y = bar_digits(48, 3, np.random.default_rng(0))
     path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(path, x=x, y=y.astype(np.int64))
+    np.savez(path, x=x, y=y)
     return path
 
 

@@ -15,6 +15,7 @@ from minmax.export import export_run
 from minmax.models import build_networks, d_blocks
 from minmax.train.checkpoint import find_checkpoint
 from minmax.train.loop import build_run
+from tests.bar_digits import bar_digits
 
 TINY = [
     "model.g_channels=8",
@@ -35,12 +36,8 @@ STEP0 = "ckpt-000000000000"
 
 def _digits(path, n_classes):
     """48 labelled 28×28 'digits': a bright bar whose position encodes the class."""
-    rng = np.random.default_rng(n_classes)
-    y = np.arange(48) % n_classes
-    x = rng.integers(0, 40, size=(48, 28, 28), dtype=np.uint8)
-    for i, label in enumerate(y):
-        x[i, 4 + 8 * label : 10 + 8 * label, 6:22] = 250
-    np.savez(path, x=x, y=y.astype(np.int64))
+    x, y = bar_digits(48, n_classes, np.random.default_rng(n_classes))
+    np.savez(path, x=x, y=y)
     return path
 
 

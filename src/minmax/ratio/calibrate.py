@@ -35,10 +35,9 @@ from minmax.ratio.divergence import (
     divergence_estimates,
     format_divergences,
     kde_bandwidth,
-    v_d_terms,
     with_references,
 )
-from minmax.ratio.reliability import platt_check, plot_reliability, reliability
+from minmax.ratio.reliability import platt_check, plot_reliability, reliability, v_d
 from minmax.ratio.run import (
     EVAL_SEED_OFFSET,
     conditional,
@@ -187,8 +186,7 @@ def calibrate(run_dir: str | Path, config: CalibrationConfig = CalibrationConfig
     n_eval = len(data.x)
     x_q, y_q = draw_fakes(G, n_eval, rng, data.fit.sample_labels(n_eval, rng))
     before_p, before_q = logits_of(D, data.x, data.y), logits_of(D, x_q, y_q)
-    terms = v_d_terms(before_p, before_q)
-    v_d_before = float(terms[0].mean() + terms[1].mean())
+    v_d_before = v_d(before_p, before_q)
 
     start = time.monotonic()
     betas = (cfg.train.beta1, cfg.train.beta2)
@@ -201,8 +199,8 @@ def calibrate(run_dir: str | Path, config: CalibrationConfig = CalibrationConfig
     if isinstance(data.fit, ToySource) and hasattr(data.fit.density, "log_prob"):
         toy, exact = _toy_references(data.fit.density, G, data.x, x_q, logits_p, logits_q, config)
         estimates = with_references(estimates, exact)
-    after = reliability(logits_p, logits_q)
-    checks = {"ece": after["ece"], "ece_before": reliability(before_p, before_q)["ece"],
+    before, after = reliability(before_p, before_q), reliability(logits_p, logits_q)
+    checks = {"ece": after["ece"], "ece_before": before["ece"],
               "bins": after["bins"], "platt": platt_check(logits_p, logits_q)}  # fmt: skip
     result = Calibration(
         str(run_dir), config.network, fingerprint(G), config.kimg, steps, lr, batch_size,
@@ -210,7 +208,7 @@ def calibrate(run_dir: str | Path, config: CalibrationConfig = CalibrationConfig
         toy, checks, spec,
     )  # fmt: skip
     folder = save_calibration(run_dir, D, result)
-    plot_reliability({"run's D": reliability(before_p, before_q), "calibrated D": after},
+    plot_reliability({"run's D": before, "calibrated D": after},
                      folder / "reliability.png")  # fmt: skip
     return result
 

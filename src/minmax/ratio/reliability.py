@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from minmax.ratio.divergence import v_d_terms
+
 BINS = 10
 
 
@@ -49,7 +51,8 @@ def reliability(logits_p: Tensor, logits_q: Tensor, bins: int = BINS) -> dict:
 
 def v_d(logits_p: Tensor, logits_q: Tensor) -> float:
     """V_D = E_P[softplus(−D)] + E_Q[softplus(D)] (2 log 2 for a D that cannot tell)."""
-    return float(F.softplus(-logits_p.double()).mean() + F.softplus(logits_q.double()).mean())
+    terms_p, terms_q = v_d_terms(logits_p, logits_q)
+    return float(terms_p.mean() + terms_q.mean())
 
 
 def fit_platt(logits_p: Tensor, logits_q: Tensor) -> tuple[float, float]:
