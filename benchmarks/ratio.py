@@ -32,6 +32,7 @@ from minmax.errors import UsageError
 from minmax.machine import machine_summary
 from minmax.metrics import mode_report
 from minmax.ratio import CalibrationConfig, calibrate, sample_corrected
+from minmax.sample import load_generator
 from minmax.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,12 +126,10 @@ def toys(args) -> None:
         print()
 
 
-def mnist(args) -> None:
-    from minmax.evaluate import ImageSet, load_extractor, parse_metrics, score_images
-    from minmax.images import to_uint8
-
-    extractor = load_extractor("digits")
-    specs = parse_metrics(f"fid{args.mnist_n // 1000}k,census{args.mnist_n // 1000}k")
+def mnist_run(args, tmp: Path) -> Path:
+    """``--mnist-run`` as given, or a fresh ``--mnist-minutes`` unconditional mnist-dcgan run."""
+    if args.mnist_run:
+        return Path(args.mnist_run)
     cfg = resolve(
         "mnist-dcgan",
         overrides=[
@@ -141,19 +140,53 @@ def mnist(args) -> None:
             "eval.plots=false",
         ],
     )
+    run = tmp / "run"
+    summary = train(cfg, run, progress=False)
+    print(f"mnist-dcgan: {summary['kimg']:.0f} kimg in {summary['seconds']:.0f} s", flush=True)
+    return run
+
+
+def corrected(run: Path, method: str, n: int, options: dict):
+    """n corrected samples; a class-conditional model is corrected class by class (its D
+    is log p(x|y)/q(x|y)), n / classes each, and the stats summed over the classes."""
+    from minmax.ratio.correct import CorrectionStats
+
+    n_classes = getattr(load_generator(run, "G_ema"), "n_classes", 0)
+    if not n_classes:
+        return sample_corrected(run, method, n, 1, **options)
+    parts = [sample_corrected(run, method, n // n_classes, 1 + k, class_index=k, **options)
+             for k in range(n_classes)]  # fmt: skip
+    stats = [p[2] for p in parts]  # equal n per class: the mean rate is the pooled one
+    total = CorrectionStats(method, sum(s.n_kept for s in stats),
+                            sum(s.n_proposed for s in stats),
+                            statistics.fmean(s.acceptance_rate for s in stats),
+                            sum(s.seconds for s in stats))  # fmt: skip
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), total
+
+
+def mnist(args) -> None:
+    from minmax.evaluate import ImageSet, load_extractor, parse_metrics, score_images
+    from minmax.images import to_uint8
+    from minmax.ratio.calibrate import load_calibrated
+
+    extractor = load_extractor("digits")
+    n_k = f"{args.mnist_n // 1000}k"
+    specs = parse_metrics(f"fid{n_k},census{n_k}")
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        summary = train(cfg, run, progress=False)
-        cal = calibrate(run, CalibrationConfig(kimg=args.mnist_calibrate_kimg, n_eval=5000))
+        run = mnist_run(args, Path(tmp))
+        try:
+            _, meta = load_calibrated(run, load_generator(run, "G_ema"))
+            print(f"{run}: calibration kept ({meta.get('kimg', '?')} kimg)", flush=True)
+        except UsageError:
+            cal = calibrate(run, CalibrationConfig(kimg=args.mnist_calibrate_kimg, n_eval=5000))
+            print(
+                f"{run}: calibrate {cal.kimg:g} kimg in {cal.seconds:.0f} s on "
+                f"{cal.data['note']}; held-out V_D {cal.v_d_before:.3f} -> {cal.v_d.value:.3f}, "
+                f"JSD bound {cal.divergences['jsd_bound'].value:.3f}",
+                flush=True,
+            )
         print(
-            f"mnist-dcgan: {summary['kimg']:.0f} kimg in {summary['seconds']:.0f} s; "
-            f"calibrate {cal.kimg:g} kimg in {cal.seconds:.0f} s on {cal.data['note']}; "
-            f"held-out V_D {cal.v_d_before:.3f} -> {cal.v_d.value:.3f}, JSD bound "
-            f"{cal.divergences['jsd_bound'].value:.3f}",
-            flush=True,
-        )
-        print(
-            "| method | fd (digits) | classes covered | census KL | acceptance % "
+            f"| method | fd{n_k}_digits | classes covered | census KL | acceptance % "
             "| G evals/sample | seconds |"
         )
         print("|---|---|---|---|---|---|---|")
@@ -165,7 +198,7 @@ def mnist(args) -> None:
                     {"chain_length": args.mnist_chain_length}),
                    ("sir", "sir", {})]  # fmt: skip
         for label, method, options in methods:
-            x, y, stats = sample_corrected(run, method, args.mnist_n, 1, **options)
+            x, y, stats = corrected(run, method, args.mnist_n, options)
             fake = ImageSet(to_uint8(x), y, f"mnist-dcgan {label}")
             fd, c = score_images(fake, str(MNIST), specs, extractor, 0, split="test")
             print(
@@ -190,6 +223,11 @@ def main() -> int:
     parser.add_argument("--mnist-n", type=int, default=5000)
     parser.add_argument("--mnist-accept-target", type=float, default=0.1)
     parser.add_argument("--mnist-chain-length", type=int, default=20)
+    parser.add_argument(
+        "--mnist-run",
+        help="an existing image run to correct (no training); "
+        "class-conditional runs are corrected class by class",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value for the toy runs")
     args = parser.parse_args()
     torch.set_num_threads(2)

@@ -8,7 +8,7 @@ from minmax.config import preset_names, resolve
 from minmax.models import build_networks
 from minmax.objectives import get_objective
 
-NATIVE = {"mnist": (1, 28), "cifar10": (3, 32), "./images": (3, 64)}
+NATIVE = {"mnist": (1, 28), "stacked-mnist": (3, 28), "cifar10": (3, 32), "./images": (3, 64)}
 
 
 @pytest.mark.parametrize("name", preset_names())

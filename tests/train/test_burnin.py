@@ -69,9 +69,13 @@ def test_half_life_counts_every_d_batch_of_a_g_step():
     assert burnin(t, 0.0).ema_beta == pytest.approx(0.5 ** (64 / 1000))
 
 
-@pytest.mark.parametrize("name", [n for n in preset_names() if "r3gan" not in n])
+BURNIN_PRESETS = {"cifar10-r3gan", "folder64-r3gan", "mnist-uncond", "stacked-mnist"}
+
+
+@pytest.mark.parametrize("name", [n for n in preset_names() if n not in BURNIN_PRESETS])
 def test_presets_resolve_identical_schedules(name):
-    """Every shipped preset but the R3GAN ones has the burn-in off: the plain values always."""
+    """Every shipped preset but those with R3GAN's recipe has the burn-in off: the plain values
+    always."""
     t = resolve(name).train
     for kimg in (0.0, 0.5, 10.0, t.kimg):
         assert burnin(t, kimg) == BurnIn(1.0, None, t.ema_beta, 1.0)
@@ -92,6 +96,21 @@ def test_r3gan_presets_follow_the_papers_schedules(name, gamma, half_life):
     assert cfg.loss.r2_gamma == cfg.loss.r1_gamma and cfg.loss.reg_every == 1
     assert start.ema_beta == 0.0 and t.ema_half_life_kimg == half_life
     assert (cfg.loss.objective, t.beta1) == ("rpgan", 0.0)
+
+
+@pytest.mark.parametrize("name", ["mnist-uncond", "stacked-mnist"])
+def test_cpu_recipe_presets_burn_in_over_100_kimg(name):
+    """lr 4e-3 -> 1e-3, β2 0.9 -> 0.999, γ 1 -> 0.1, G_ema from none to a 50-kimg half-life."""
+    cfg = resolve(name)
+    t, start, mid, end = cfg.train, *(burnin(cfg.train, k) for k in (0.0, 50.0, 100.0))
+    assert t.lr_g * start.lr_factor == pytest.approx(4e-3) and end.lr_factor == 1.0
+    assert 1.0 < mid.lr_factor < 4.0
+    assert (start.beta2, end.beta2) == pytest.approx((0.9, 0.999))
+    assert cfg.loss.r1_gamma * start.gamma_factor == pytest.approx(1.0)
+    assert cfg.loss.r1_gamma * end.gamma_factor == pytest.approx(0.1)
+    assert start.ema_beta == 0.0 and end.ema_beta == pytest.approx(0.5 ** (64 / 50_000))
+    assert burnin(t, 500.0) == end
+    assert (cfg.loss.objective, t.beta1, cfg.model.conditional) == ("rpgan", 0.0, False)
 
 
 @pytest.mark.parametrize(
