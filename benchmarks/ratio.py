@@ -7,9 +7,10 @@ Toys (PacGAN's 2-D ring and grid): per seed, a short run of the preset (``--trai
 short on purpose, so G is imperfect and there is something to correct), ``calibrate`` for
 ``--calibrate-kimg``, then 2,500 samples uncorrected and by each correction, scored by the
 VEEGAN/PacGAN protocol (``mode_report``: modes captured, % high quality, reverse KL).
-MNIST: a ``--mnist-minutes`` mnist-dcgan run, calibrated on the test split's first half,
-5,000 samples per correction scored with the digits feature net against the test split
-(``fd5k_digits``, ``census5k``). Every row gives the acceptance rate and the cost: G
+MNIST: a ``--mnist-minutes`` mnist-dcgan run (or ``--mnist-run RUN``, an existing run: a
+class-conditional one is corrected class by class), calibrated on the test split's first half
+(a fresh calibration of RUN is kept), ``--mnist-n`` (5,000) samples per correction scored with
+the digits feature net against the test split (``fd5k_digits``, ``census5k``). Every row gives the acceptance rate and the cost: G
 evaluations per kept sample and wall seconds.
 """
 
