@@ -10,8 +10,8 @@ VEEGAN/PacGAN protocol (``mode_report``: modes captured, % high quality, reverse
 MNIST: a ``--mnist-minutes`` mnist-dcgan run (or ``--mnist-run RUN``, an existing run: a
 class-conditional one is corrected class by class), calibrated on the test split's first half
 (a fresh calibration of RUN is kept), ``--mnist-n`` (5,000) samples per correction scored with
-the digits feature net against the test split (``fd5k_digits``, ``census5k``). Every row gives the acceptance rate and the cost: G
-evaluations per kept sample and wall seconds.
+the digits feature net against the test split (``fd5k_digits``, ``census5k``). Every row
+gives the acceptance rate and the cost: G evaluations per kept sample and wall seconds.
 """
 
 from __future__ import annotations
