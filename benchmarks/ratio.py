@@ -147,12 +147,12 @@ def mnist_run(args, tmp: Path) -> Path:
     return run
 
 
-def corrected(run: Path, method: str, n: int, options: dict):
-    """n corrected samples; a class-conditional model is corrected class by class (its D
-    is log p(x|y)/q(x|y)), n / classes each, and the stats summed over the classes."""
+def corrected(run: Path, n_classes: int, method: str, n: int, options: dict):
+    """n corrected samples; a class-conditional model (``n_classes`` > 0) is corrected class
+    by class (its D is log p(x|y)/q(x|y)), n / classes each: counts, proposals and seconds
+    summed over the classes, acceptance rates averaged."""
     from minmax.ratio.correct import CorrectionStats
 
-    n_classes = getattr(load_generator(run, "G_ema"), "n_classes", 0)
     if not n_classes:
         return sample_corrected(run, method, n, 1, **options)
     parts = [sample_corrected(run, method, n // n_classes, 1 + k, class_index=k, **options)
@@ -175,8 +175,10 @@ def mnist(args) -> None:
     specs = parse_metrics(f"fid{n_k},census{n_k}")
     with tempfile.TemporaryDirectory() as tmp:
         run = mnist_run(args, Path(tmp))
+        G = load_generator(run, "G_ema")
+        n_classes = getattr(G, "n_classes", 0)
         try:
-            _, meta = load_calibrated(run, load_generator(run, "G_ema"))
+            _, meta = load_calibrated(run, G)
             print(f"{run}: calibration kept ({meta.get('kimg', '?')} kimg)", flush=True)
         except UsageError:
             cal = calibrate(run, CalibrationConfig(kimg=args.mnist_calibrate_kimg, n_eval=5000))
@@ -199,7 +201,7 @@ def mnist(args) -> None:
                     {"chain_length": args.mnist_chain_length}),
                    ("sir", "sir", {})]  # fmt: skip
         for label, method, options in methods:
-            x, y, stats = corrected(run, method, args.mnist_n, options)
+            x, y, stats = corrected(run, n_classes, method, args.mnist_n, options)
             fake = ImageSet(to_uint8(x), y, f"mnist-dcgan {label}")
             fd, c = score_images(fake, str(MNIST), specs, extractor, 0, split="test")
             print(

@@ -37,7 +37,7 @@ import torch
 from minmax.images import to_uint8
 from minmax.machine import machine_summary
 from minmax.metrics.features.digits import default_digits_path, load_digits
-from minmax.metrics.frechet import feature_stats, frechet_distance
+from minmax.metrics.frechet import frechet_distance_features
 from minmax.metrics.stacked_modes import channel_digits, stacked_modes
 from minmax.sample import generate, load_generator
 
@@ -87,9 +87,10 @@ def train(args: argparse.Namespace, arm: str, seed: int) -> Path:
 
 
 def fd(extractor, reference: np.ndarray, images: torch.Tensor) -> tuple[float, np.ndarray]:
-    mu_r, sigma_r = feature_stats(reference)
+    """The Fréchet distance of ``images``' digits-net features to ``reference``'s, and their
+    class probabilities."""
     features, probs = extractor.run(images)
-    return frechet_distance(mu_r, sigma_r, *feature_stats(features)), probs
+    return frechet_distance_features(reference, features), probs
 
 
 def score(run: Path, data: str, extractor, reference: np.ndarray, test_shares: np.ndarray) -> dict:
