@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from minmax.config import Config, resolve
 from minmax.data.images import ImageDataset
+from minmax.data.points import Points
 from minmax.data.sources import ImageSource, Source, ToySource, resolve_data
 from minmax.errors import UsageError
 from minmax.models import rebuild
@@ -89,11 +90,12 @@ def held_out(cfg: Config, n_eval: int, seed: int) -> HeldOut:
     source = resolve_data(cfg.data)
     rng = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET)
     if isinstance(source, ToySource):
+        if isinstance(source.density, Points):
+            return _held_out_points(cfg, source.density, n_eval, rng)
         source = ToySource(source.density)  # the user's units, as G and D are rebuilt in
         x, _ = source.sample(n_eval, rng)
-        fresh = hasattr(source.density, "log_prob")
-        note = "fresh samples of P" if fresh else "the points file (not held out: no split)"
-        return HeldOut(source, x, None, {"name": cfg.data.name, "note": note, "n_eval": n_eval})
+        description = {"name": cfg.data.name, "note": "fresh samples of P", "n_eval": n_eval}
+        return HeldOut(source, x, None, description)
     other = "test" if cfg.data.split == "train" else "train"
     note = f"the '{other}' split, halved: one part fits D, the other evaluates it"
     try:
@@ -112,6 +114,23 @@ def held_out(cfg: Config, n_eval: int, seed: int) -> HeldOut:
     description = {"name": cfg.data.name, "split": other, "note": note,
                    "n_fit": len(data) - n_eval, "n_eval": n_eval}  # fmt: skip
     return HeldOut(fit, x, evaluate.labels, description)
+
+
+def _held_out_points(cfg: Config, points: Points, n_eval: int, rng: torch.Generator) -> HeldOut:
+    """A points file halved like an image split: D fits one part, is scored on the other.
+
+    The run's D saw every row; scoring the calibrated D on rows it was not fit to is what
+    shows whether calibration learnt the ratio or memorised the file.
+    """
+    order = torch.randperm(len(points), generator=rng)
+    n_eval = min(n_eval, int(len(points) * EVAL_SHARE))
+    if n_eval < 1:
+        raise UsageError(f"'{cfg.data.name}' holds too few points ({len(points)}) to calibrate D")
+    fit = ToySource(Points(points.data[order[n_eval:]]))  # the user's units, as G and D are
+    note = "the points file, halved: one part fits D, the other evaluates it"
+    description = {"name": cfg.data.name, "note": note, "n_fit": len(points) - n_eval,
+                   "n_eval": n_eval}  # fmt: skip
+    return HeldOut(fit, points.data[order[:n_eval]], None, description)
 
 
 def _subset(data: ImageDataset, index: Tensor) -> ImageDataset:
