@@ -6,8 +6,10 @@ For each MNIST run (unconditional or class-conditional, e.g. the 10-minute races
 benchmarks/mnist.py): ``diagnose`` as a user runs it (it calibrates D first when the run has no
 calibrated D), and the truth from an independent judge, the digits network (``minmax features
 train --data ../shared/data/mnist.npz``): each class's share among 10,000 G_ema samples over its
-share in the data's test split (what diagnose ranks). Prints per class the coverage and its
-interval, the truth and the flags, then the Spearman rank correlation of coverage and truth.
+share in the data's test split (what diagnose ranks). Prints per class both of diagnose's
+estimates with their intervals (the coverage from D on held-out reals, and G's share read by a
+linear probe on D's features), the truth and the flags, then each estimate's Spearman rank
+correlation with the truth.
 
 ``--drop K``: a generator whose samples the judge reads as class K are redrawn (so G never
 makes a K), calibrated afresh on a copy of the run: diagnose must flag class K and no other.
@@ -67,18 +69,22 @@ def judge_shares(G: nn.Module, judge: nn.Module, n: int = 10_000) -> np.ndarray:
 
 def report(name: str, rows: list[dict], truth: np.ndarray, which: str) -> None:
     print(f"## {name} ({which})")
-    print("| class | coverage | 90% interval | ESS | plain mean | truth: G share / data share "
-          "| flagged |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: r["class"]):
+    print("| class | coverage (D on reals) | 90% interval | ESS | G share (probe) | 90% interval "
+          "| truth: G share / data share | flagged |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    rows = sorted(rows, key=lambda r: r["class"])
+    for r in rows:
         k = r["class"]
         print(f"| {k} | {r['coverage']:.3f} | {r['coverage_low']:.3f}-{r['coverage_high']:.3f} "
-              f"| {r['ess']:.0f} | {r['coverage_raw']:.3g} | {truth[k]:.3f} "
-              f"| {'yes' if r['flagged'] else ''} |")  # fmt: skip
-    coverage = np.array([r["coverage"] for r in sorted(rows, key=lambda r: r["class"])])
+              f"| {r['ess']:.0f} | {r['g_share']:.3f} | {r['g_share_low']:.3f}-"
+              f"{r['g_share_high']:.3f} | {truth[k]:.3f} "
+              f"| {', '.join(r['flagged_by'])} |")  # fmt: skip
+    coverage = np.array([r["coverage"] for r in rows])
+    probe = np.array([r["g_share"] for r in rows])
     flagged = [r["class"] for r in rows if r["flagged"]]
-    print(f"Spearman(coverage, truth) = {spearman(coverage, truth):.3f}; flagged: {flagged}; "
-          f"truth range {truth.min():.3f}-{truth.max():.3f}\n", flush=True)
+    print(f"Spearman with the truth: coverage {spearman(coverage, truth):.3f}, probe "
+          f"{spearman(probe, truth):.3f}; flagged: {flagged}; truth range "
+          f"{truth.min():.3f}-{truth.max():.3f}\n", flush=True)  # fmt: skip
 
 
 def main() -> None:

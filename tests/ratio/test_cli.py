@@ -129,9 +129,16 @@ def test_conditional_image_run(image_run, tmp_path, capsys):
     with np.load(out) as f:
         assert f["x"].shape == (20, 28, 28) and (f["y"] == 2).all()
     assert main(["diagnose", str(image_run), "--out", str(tmp_path / "d"), "--n", "30"]) == 0
-    assert "class" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "class" in out and "G share (probe)" in out and "linear probe" in out
     report = json.loads((tmp_path / "d" / "diagnose.json").read_text())
     assert report["groups"] == "class" and sorted(r["class"] for r in report["rows"]) == [0, 1, 2]
+    assert report["probe"]["n_fit"] == 30 and 0 <= report["probe"]["accuracy"] <= 1
+    for row in report["rows"]:  # G's class shares read from 10,000 of its samples
+        assert row["g_share_low"] <= row["g_share"] <= row["g_share_high"]
+        probed = row["g_share_high"] < 0.5
+        assert row["flagged"] == (probed or row["coverage_high"] < 0.5)
+        assert ("probe on G" in row["flagged_by"]) == probed
     assert (tmp_path / "d" / "under_covered.png").is_file()
 
 

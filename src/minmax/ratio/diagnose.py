@@ -24,6 +24,7 @@ from minmax.metrics.memorisation import Memorisation, check_generator, save_pair
 from minmax.metrics.modes import mode_report
 from minmax.ratio.calibrate import CALIBRATED, CalibrationConfig, calibrate, load_calibrated
 from minmax.ratio.coverage import group_coverage
+from minmax.ratio.probe import LinearProbe, head_features, probe_coverage
 from minmax.ratio.run import (
     EVAL_SEED_OFFSET,
     draw_fakes,
@@ -39,6 +40,8 @@ TOP_FRACTION = 0.05  # the share of real samples with the largest D that counts 
 GRID_IMAGES = 64
 COVERAGE_FLAG = 0.5  # flagged: G makes the class/mode less than half as often as the data
 CALIBRATE_KIMG = 100.0  # the calibration diagnose runs first when the run has none
+PROBE_FAKES = 10_000  # G samples the linear probe reads (labelled image data)
+PROBE_FIT = 10_000  # at most this many held-out labelled reals fit the probe
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Diagnosis:
     groups: str  # "class", "mode" or "" (no groups: unlabelled images, other toys)
     rows: list[dict] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    probe: dict = field(default_factory=dict)  # classes: the linear probe's fit and accuracy
     rule: str = (
         "coverage ~ Q_G/P in the group: E_P[exp(-D)] there over its mean on all of P, "
         "weights truncated at √n·median; 90% bootstrap interval; flagged when it lies below "
@@ -65,13 +69,18 @@ class Diagnosis:
             f"the {self.n_top} of {self.n} held-out real samples with the largest D "
             f"({self.discriminator}): where P >> Q_G, what G under-covers"
         ]
+        probed = bool(self.rows) and "g_share" in self.rows[0]
         if self.rows:
             extra = "  G/data (exact)" if self.groups == "mode" else ""
+            extra += "  G share (probe)  90% interval" if probed else ""
             lines.append(f"{self.groups:>6}  data share  top share   mean D  coverage  "
                          f"90% interval     ESS{extra}  flag")  # fmt: skip
             for r in self.rows:
                 g = f"  {r['g_over_data']:>15.3f}" if self.groups == "mode" else ""
-                flag = "under-covered" if r["flagged"] else ""
+                if probed:
+                    g += (f"  {r['g_share']:>16.3f}  "
+                          f"{r['g_share_low']:.3f}-{r['g_share_high']:.3f}")  # fmt: skip
+                flag = f"under-covered ({', '.join(r['flagged_by'])})" if r["flagged"] else ""
                 interval = f"{r['coverage_low']:.3f}-{r['coverage_high']:.3f}"
                 lines.append(
                     f"{r[self.groups]:>6}  {r['data_share']:>10.3f}  {r['top_share']:>9.3f}  "
@@ -79,6 +88,13 @@ class Diagnosis:
                     f"{r['ess']:>6.0f}{g}  {flag}"
                 )
         lines += [self.rule] if self.rows else []
+        if self.probe:
+            lines.append(self.probe["note"])
+        elif not self.rows:
+            lines.append(
+                "no coverage per group: the data have no classes (and are not a known mixture); "
+                "the grid shows what G under-covers"
+            )
         lines += [f"wrote {', '.join(self.files)}"]
         return "\n".join(lines)
 
@@ -122,7 +138,8 @@ def group_report(
                      "data_share": seen / len(groups), "top_share": float(n_top[k]) / len(top),
                      "mean_d": float(sums[k] / seen) if seen else math.nan,
                      "coverage": c.estimate, "coverage_low": c.low, "coverage_high": c.high,
-                     "ess": c.ess, "coverage_raw": c.raw, "flagged": c.flagged})  # fmt: skip
+                     "ess": c.ess, "coverage_raw": c.raw, "flagged": c.flagged,
+                     "flagged_by": ["D on reals"] if c.flagged else []})  # fmt: skip
     return sorted(rows, key=lambda r: r["coverage"] if math.isfinite(r["coverage"]) else math.inf)
 
 
@@ -155,6 +172,7 @@ def diagnose(
         if data.y is not None and data.fit.n_classes:
             report.groups = "class"
             report.rows = group_report(data.y, data.fit.n_classes, top, logits, "class", seed)
+            report.probe = _probe_classes(report.rows, D, G, data, seed)
     elif isinstance(data.fit, ToySource) and isinstance(data.fit.density, GaussianMixture):
         mixture = data.fit.density
         report.groups = "mode"
@@ -172,6 +190,46 @@ def diagnose(
     report.files.append(str(out / "diagnose.json"))
     write_json(out / "diagnose.json", _finite(report.as_dict()))
     return report
+
+
+def _probe_classes(rows: list[dict], D, G, data, seed: int) -> dict:
+    """Add G's class shares read by a linear probe on D's features (``minmax.ratio.probe``)
+    to ``rows``; a class is flagged when either estimate's interval lies below the flag."""
+    fit = data.fit.dataset
+    n_classes = data.fit.n_classes
+    rng = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET + 3)
+    order = torch.randperm(len(fit.images), generator=rng)[:PROBE_FIT]
+    x_fit, y_fit = fit.images[order].float() / 127.5 - 1, fit.labels[order]
+    try:
+        f_fit = head_features(D, x_fit, y_fit if getattr(D, "n_classes", 0) else None)
+    except ValueError as err:
+        return {"note": f"no probe of G's class shares: {err}"}
+    probe = LinearProbe(f_fit, y_fit, n_classes)
+    y_eval = data.y if getattr(D, "n_classes", 0) else None
+    f_eval = head_features(D, data.x, y_eval)
+    labels = data.fit.sample_labels(PROBE_FAKES, rng)
+    fake, y_fake = draw_fakes(G, PROBE_FAKES, rng, labels)
+    f_fake = head_features(D, fake, y_fake if getattr(D, "n_classes", 0) else None)
+    shares = torch.bincount(torch.cat([fit.labels, data.y]), minlength=n_classes).double()
+    estimates = probe_coverage(probe, f_fake, f_eval, data.y, shares / shares.sum(),
+                               COVERAGE_FLAG, seed)  # fmt: skip
+    for row in rows:
+        c = estimates[row["class"]]
+        row.update(g_share=c.estimate, g_share_low=c.low, g_share_high=c.high,
+                   probe_on_reals=c.on_reals)  # fmt: skip
+        if c.flagged:
+            row["flagged"] = True
+            row["flagged_by"].append("probe on G")
+    accuracy = probe.accuracy(f_eval, data.y)
+    on_reals = [c.on_reals for c in estimates if math.isfinite(c.on_reals)]
+    note = (f"G share (probe): a linear probe on D's features, fit to {len(y_fit)} held-out "
+            f"labelled reals, reads {PROBE_FAKES} G samples (its accuracy on the evaluation "
+            f"reals {100 * accuracy:.1f}%; on them it reads every class at "
+            f"{min(on_reals):.3f}-{max(on_reals):.3f} of its share: its own bias); a class is "
+            "flagged when either interval lies below "
+            f"{COVERAGE_FLAG:g}")  # fmt: skip
+    return {"accuracy": accuracy, "n_fit": len(y_fit), "n_fakes": PROBE_FAKES,
+            "on_reals": [min(on_reals), max(on_reals)], "note": note}  # fmt: skip
 
 
 def _finite(value):
