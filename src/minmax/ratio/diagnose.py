@@ -221,7 +221,7 @@ def _probe_classes(rows: list[dict], D, G, data, seed: int) -> dict:
             row["flagged"] = True
             row["flagged_by"].append("probe on G")
     accuracy = probe.accuracy(f_eval, data.y)
-    on_reals = [c.on_reals for c in estimates if math.isfinite(c.on_reals)]
+    on_reals = [c.on_reals for c in estimates if math.isfinite(c.on_reals)] or [math.nan]
     note = (f"G share (probe): a linear probe on D's features, fit to {len(y_fit)} held-out "
             f"labelled reals, reads {PROBE_FAKES} G samples (its accuracy on the evaluation "
             f"reals {100 * accuracy:.1f}%; on them it reads every class at "
