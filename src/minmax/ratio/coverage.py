@@ -49,6 +49,12 @@ class GroupCoverage:
         return asdict(self)
 
 
+def bootstrap_indices(n: int, n_bootstrap: int, rng: torch.Generator):
+    """(≤ 100, n) resample indices at a time, ``n_bootstrap`` rows in all: bounded memory."""
+    for start in range(0, n_bootstrap, 100):
+        yield torch.randint(n, (min(100, n_bootstrap - start), n), generator=rng)
+
+
 def truncated_log_weights(logits: Tensor) -> Tensor:
     """log w = −D, truncated at log(median w · √n), in float64 (the sums stay finite)."""
     log_w = -logits.double()
@@ -80,12 +86,9 @@ def group_coverage(
     estimate = _group_ratios(log_w, groups, n_groups)
     rng = torch.Generator().manual_seed(seed)
     tail = (1 - level) / 2
-    boots = []
-    for start in range(0, n_bootstrap, 100):  # 100 resamples at a time: bounded memory
-        index = torch.randint(len(log_w), (min(100, n_bootstrap - start), len(log_w)),
-                              generator=rng)  # fmt: skip
-        boots.append(_group_ratios(log_w[index], groups[index], n_groups))
-    boot = torch.cat(boots)  # (n_bootstrap, n_groups); nan where a resample missed a group
+    # (n_bootstrap, n_groups); nan where a resample missed a group
+    boot = torch.cat([_group_ratios(log_w[index], groups[index], n_groups)
+                      for index in bootstrap_indices(len(log_w), n_bootstrap, rng)])  # fmt: skip
     lows = torch.nanquantile(boot, tail, dim=0)
     highs = torch.nanquantile(boot, 1 - tail, dim=0)
     w = (log_w - log_w.max()).exp()  # ESS is scale-free

@@ -201,15 +201,14 @@ def _probe_classes(rows: list[dict], D, G, data, seed: int) -> dict:
     order = torch.randperm(len(fit.images), generator=rng)[:PROBE_FIT]
     x_fit, y_fit = fit.images[order].float() / 127.5 - 1, fit.labels[order]
     try:
-        f_fit = head_features(D, x_fit, y_fit if getattr(D, "n_classes", 0) else None)
+        f_fit = head_features(D, x_fit, y_fit)
     except ValueError as err:
         return {"note": f"no probe of G's class shares: {err}"}
     probe = LinearProbe(f_fit, y_fit, n_classes)
-    y_eval = data.y if getattr(D, "n_classes", 0) else None
-    f_eval = head_features(D, data.x, y_eval)
+    f_eval = head_features(D, data.x, data.y)
     labels = data.fit.sample_labels(PROBE_FAKES, rng)
     fake, y_fake = draw_fakes(G, PROBE_FAKES, rng, labels)
-    f_fake = head_features(D, fake, y_fake if getattr(D, "n_classes", 0) else None)
+    f_fake = head_features(D, fake, y_fake)
     shares = torch.bincount(torch.cat([fit.labels, data.y]), minlength=n_classes).double()
     estimates = probe_coverage(probe, f_fake, f_eval, data.y, shares / shares.sum(),
                                COVERAGE_FLAG, seed)  # fmt: skip

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from minmax.ratio.coverage import BOOTSTRAP, LEVEL
+from minmax.ratio.coverage import BOOTSTRAP, LEVEL, bootstrap_indices
+from minmax.ratio.run import conditional
 
 L2 = 1e-3  # ridge on the probe's weights (features standardised): keeps LBFGS finite
 MAX_ITER = 200
@@ -42,7 +43,9 @@ class ProbeCoverage:
 
 
 def head_features(D: nn.Module, x: Tensor, y: Tensor | None = None, batch: int = 1000) -> Tensor:
-    """The input of D's final ``fc`` layer for each row of x (float32, no grad)."""
+    """The input of D's final ``fc`` layer for each row of x (float32, no grad); y is passed
+    only to a class-conditional D."""
+    y = y if conditional(D) else None
     fc = getattr(D, "fc", None)
     if not isinstance(fc, nn.Linear):
         raise ValueError(f"{type(D).__name__} has no final 'fc' linear layer to probe")
@@ -58,13 +61,15 @@ def head_features(D: nn.Module, x: Tensor, y: Tensor | None = None, batch: int =
 
 
 class LinearProbe:
-    """Multinomial logistic regression on standardised features, fit by L-BFGS (seeded init)."""
+    """Multinomial logistic regression on standardised features, fit by L-BFGS from zero
+    weights (the loss is convex: no random start is needed)."""
 
     def __init__(self, features: Tensor, labels: Tensor, n_classes: int) -> None:
         self.mean, self.std = features.mean(0), features.std(0) + 1e-6
         z = (features - self.mean) / self.std
-        torch.manual_seed(0)
         self.linear = nn.Linear(z.shape[1], n_classes)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
         opt = torch.optim.LBFGS(self.linear.parameters(), max_iter=MAX_ITER,
                                 line_search_fn="strong_wolfe")  # fmt: skip
 
@@ -96,12 +101,8 @@ def probe_coverage(
     p_fake = probe.probabilities(fake_features)
     estimate = p_fake.mean(0) / shares
     rng = torch.Generator().manual_seed(seed)
-    boots = []
-    for start in range(0, n_bootstrap, 100):
-        index = torch.randint(len(p_fake), (min(100, n_bootstrap - start), len(p_fake)),
-                              generator=rng)  # fmt: skip
-        boots.append(p_fake[index].mean(1) / shares)
-    boot = torch.cat(boots)
+    boot = torch.cat([p_fake[index].mean(1) / shares
+                      for index in bootstrap_indices(len(p_fake), n_bootstrap, rng)])  # fmt: skip
     tail = (1 - level) / 2
     lows, highs = torch.quantile(boot, tail, dim=0), torch.quantile(boot, 1 - tail, dim=0)
     p_real = probe.probabilities(real_features)
