@@ -177,7 +177,7 @@ def points_part(args) -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
-            spec, kimg = specs[name], POINTS_KIMG[name]
+            spec, kimg = specs[name], args.points_kimg or POINTS_KIMG[name]
             floor = statistics.fmean(reference(build_mixture(spec), seeds)["hq"])
             for units in args.units:
                 mixture = in_units(build_mixture(spec), units)
@@ -315,6 +315,8 @@ def main() -> int:
     parser.add_argument("--presets", nargs="+", default=["ring", "grid"])
     parser.add_argument("--datasets", nargs="+", default=list(POINTS_KIMG),
                         choices=list(POINTS_KIMG), help="points part: mixtures")  # fmt: skip
+    parser.add_argument("--points-kimg", type=float,
+                        help="points part: train every mixture this long (default: POINTS_KIMG)")  # fmt: skip
     parser.add_argument("--units", nargs="+", default=["user"], choices=["user", "scaled"],
                         help="points part: the unit box or x1000 and shifted")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=10)
