@@ -1,6 +1,6 @@
 """Does ``minmax diagnose`` tell the truth about a good generator? (issue 22)
 
-    python benchmarks/diagnose_truth.py RUN [RUN ...] [--calibrate-kimg 100] [--drop 3]
+    python benchmarks/diagnose_truth.py RUN [RUN ...] [--calibrate-kimg K] [--drop 3]
 
 For each MNIST run (unconditional or class-conditional, e.g. the 10-minute races of
 benchmarks/mnist.py): ``diagnose`` as a user runs it (it calibrates D first when the run has no
@@ -95,7 +95,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+")
-    parser.add_argument("--calibrate-kimg", type=float, default=100.0)
+    parser.add_argument("--calibrate-kimg", type=float, help="default: minmax calibrate's")
     parser.add_argument("--n", type=int, default=5000, help="held-out reals diagnose ranks")
     parser.add_argument("--drop", type=int, default=None, help="also: G without this class")
     args = parser.parse_args()

@@ -154,7 +154,7 @@ def points_seed(path: Path, mixture, seed: int, kimg: float, args, workdir: Path
     overrides = [f"train.kimg={kimg}", "eval.plots=false", *args.overrides]
     base = train_and_score(path, mixture, seed, overrides, workdir)
     run = workdir / f"{path.stem}-seed{seed}"
-    cal = calibrate(run, CalibrationConfig(seed=seed))
+    cal = calibrate(run, CalibrationConfig(kimg=args.points_calibrate_kimg, seed=seed))
     rows = {}
     for label, method, options in POINTS_METHODS:
         try:
@@ -315,8 +315,10 @@ def main() -> int:
     parser.add_argument("--presets", nargs="+", default=["ring", "grid"])
     parser.add_argument("--datasets", nargs="+", default=list(POINTS_KIMG),
                         choices=list(POINTS_KIMG), help="points part: mixtures")  # fmt: skip
+    parser.add_argument("--points-calibrate-kimg", type=float,
+                        help="points part: calibration budget (default: minmax calibrate's)")
     parser.add_argument("--points-kimg", type=float,
-                        help="points part: train every mixture this long (default: POINTS_KIMG)")  # fmt: skip
+                        help="points part: train each mixture this long (default: POINTS_KIMG)")
     parser.add_argument("--units", nargs="+", default=["user"], choices=["user", "scaled"],
                         help="points part: the unit box or x1000 and shifted")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=10)

@@ -103,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 
     cal = sub.add_parser("calibrate", help="fine-tune a copy of D on V_D: D ~ log P/Q_G")
     cal.add_argument("run_dir", metavar="RUN_DIR")
-    cal.add_argument("--kimg", type=float, default=100.0, help="budget: real samples (1000s)")
+    cal.add_argument("--kimg", type=float, help="budget: real samples (1000s); default 20 "
+                     "passes over the rows D fits, 100 to 500")  # fmt: skip
     cal.add_argument("--lr", type=float, help="Adam step size (default: the run's train.lr_d)")
     cal.add_argument("--batch-size", type=int, help="default: the run's train.batch_size")
     cal.add_argument("--seed", type=int, default=0)
@@ -124,9 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     diag.add_argument("--features", help="--memorisation: inception, digits or a digits-net file "
                       "(default: the run's eval.features)")  # fmt: skip
-    diag.add_argument("--calibrate-kimg", type=float, default=100.0,
+    diag.add_argument("--calibrate-kimg", type=float,
                       help="a run without a calibrated D is calibrated first, this long "
-                      "(thousands of images; default 100)")  # fmt: skip
+                      "(thousands of images; default: as 'minmax calibrate')")  # fmt: skip
     diag.add_argument("--uncalibrated", action="store_true",
                       help="use the training D as it is (overconfident: coverage biased)")
 
@@ -443,11 +444,14 @@ def _diagnose(args: argparse.Namespace) -> int:
         return 0
     if args.features:
         raise UsageError("--features is for --memorisation: add it, or drop --features")
-    if not args.calibrate_kimg > 0 or math.isinf(args.calibrate_kimg):
+    if args.calibrate_kimg is not None and (
+        not args.calibrate_kimg > 0 or math.isinf(args.calibrate_kimg)
+    ):
         raise UsageError(f"--calibrate-kimg must be positive, got {args.calibrate_kimg} (to read "
                          "the training D as it is, use --uncalibrated)")  # fmt: skip
-    kimg = None if args.uncalibrated else args.calibrate_kimg
-    print(diagnose(args.run_dir, args.out, args.n, args.seed, calibrate_kimg=kimg).table())
+    result = diagnose(args.run_dir, args.out, args.n, args.seed, calibrate_kimg=args.calibrate_kimg,
+                      calibrated=not args.uncalibrated)  # fmt: skip
+    print(result.table())
     return 0
 
 

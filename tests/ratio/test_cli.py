@@ -2,6 +2,7 @@
 bad input as a one-line exit 2."""
 
 import hashlib
+import importlib
 import json
 import re
 import shutil
@@ -207,17 +208,20 @@ def test_a_stale_calibration_is_refused(toy_run, tmp_path, capsys):
     _expect_usage_error(capsys, [*argv, "--out", str(tmp_path / "x.npy")], "another generator")
 
 
-def test_diagnose_calibrates_first_unless_told_not_to(toy_run, tmp_path, capsys):
+def test_diagnose_calibrates_first_unless_told_not_to(toy_run, tmp_path, capsys, monkeypatch):
     """The training D is overconfident: diagnose makes a calibrated D when the run has none
-    (and keeps it), or reads the training D under --uncalibrated, saying so."""
+    (and keeps it; calibrate's default budget, recorded), or reads the training D under
+    --uncalibrated, saying so."""
+    module = importlib.import_module("minmax.ratio.calibrate")  # the package exports the function
+    monkeypatch.setattr(module, "AUTO_KIMG", (0.1, 0.2))  # a toy draws afresh: the top
     run = tmp_path / "fresh"
     shutil.copytree(toy_run, run, ignore=shutil.ignore_patterns("calibrated", "diagnose"))
     argv = ["diagnose", str(run), "--n", "200", "--out", str(tmp_path / "d")]
     assert main([*argv, "--uncalibrated"]) == 0
     assert "NOT calibrated" in capsys.readouterr().out and not (run / "calibrated").exists()
-    assert main([*argv, "--calibrate-kimg", "0.2"]) == 0
+    assert main(argv) == 0
     out, err = capsys.readouterr()
-    assert "calibrating D first" in err and "calibrated D" in out
+    assert f"calibrating D first ('minmax calibrate {run}')" in err and "calibrated D" in out
     assert json.loads((run / "calibrated" / "calibration.json").read_text())["kimg"] == 0.2
     report = json.loads((tmp_path / "d" / "diagnose.json").read_text())
     for row in report["rows"]:

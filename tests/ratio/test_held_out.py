@@ -6,6 +6,7 @@ import torch
 
 from minmax.config import resolve
 from minmax.errors import UsageError
+from minmax.ratio.calibrate import auto_kimg
 from minmax.ratio.run import held_out
 
 
@@ -44,3 +45,14 @@ def test_a_points_file_too_small_to_halve(tmp_path):
     cfg = resolve(overrides=[one, "data.standardize=off"])
     with pytest.raises(UsageError, match="too few points"):
         held_out(cfg, 100, seed=0)
+
+
+@pytest.mark.parametrize(
+    "n_fit, kimg",
+    [(5000, 100.0), (12_000, 240.0), (50_000, 500.0), (100, 100.0), (None, 500.0)],
+)
+def test_the_default_budget_is_passes_over_the_fit_rows_within_bounds(n_fit, kimg):
+    # MNIST's 5,000 fit images keep the measured 100 kimg; a large points file gets 500.
+    data = {"note": "..."} if n_fit is None else {"n_fit": n_fit}
+    assert auto_kimg(data) == kimg
+

@@ -39,7 +39,6 @@ from minmax.sample import load_generator
 TOP_FRACTION = 0.05  # the share of real samples with the largest D that counts as "top"
 GRID_IMAGES = 64
 COVERAGE_FLAG = 0.5  # flagged: G makes the class/mode less than half as often as the data
-CALIBRATE_KIMG = 100.0  # the calibration diagnose runs first when the run has none
 PROBE_FAKES = 10_000  # G samples the linear probe reads (labelled image data)
 PROBE_FIT = 10_000  # at most this many held-out labelled reals fit the probe
 
@@ -99,14 +98,15 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-def _discriminator(run_dir: Path, calibrate_kimg: float | None):
-    """The calibrated D (checked against its G), calibrated now when the run has none and
-    ``calibrate_kimg`` is given, else the run's own D, labelled as such."""
-    if calibrate_kimg and not (run_dir / CALIBRATED / "calibration.json").is_file():
+def _discriminator(run_dir: Path, calibrated: bool, calibrate_kimg: float | None):
+    """The calibrated D (checked against its G), calibrated now (``calibrate_kimg``; None:
+    the default budget) when the run has none, or with ``calibrated`` False the run's own D,
+    labelled as such."""
+    if calibrated and not (run_dir / CALIBRATED / "calibration.json").is_file():
         load_run_discriminator(run_dir)  # a run without a checkpoint fails here, quietly
-        print(f"minmax: diagnose: calibrating D first ('minmax calibrate {run_dir} --kimg "
-              f"{calibrate_kimg:g}'): the training D is overconfident, its coverage biased",
-              file=sys.stderr)  # fmt: skip
+        budget = "" if calibrate_kimg is None else f" --kimg {calibrate_kimg:g}"
+        print(f"minmax: diagnose: calibrating D first ('minmax calibrate {run_dir}{budget}'): "
+              "the training D is overconfident, its coverage biased", file=sys.stderr)  # fmt: skip
         calibrate(run_dir, CalibrationConfig(kimg=calibrate_kimg))
     if (run_dir / CALIBRATED / "calibration.json").is_file():
         import json
@@ -149,17 +149,19 @@ def diagnose(
     n: int = 5000,
     seed: int = 0,
     top_fraction: float = TOP_FRACTION,
-    calibrate_kimg: float | None = CALIBRATE_KIMG,
+    calibrate_kimg: float | None = None,
+    calibrated: bool = True,
 ) -> Diagnosis:
     """Rank ``n`` held-out real samples by D; write ``diagnose.json`` and a PNG to ``out``.
-    A run without a calibrated D gets one first (``calibrate_kimg`` thousand images), unless
-    ``calibrate_kimg`` is None: then the training D is used, and labelled so."""
+    A run without a calibrated D gets one first (``calibrate_kimg`` thousand images; None:
+    ``calibrate``'s default), unless ``calibrated`` is False: then the training D is used,
+    and labelled so."""
     if n < 2:
         raise UsageError(f"--n must be at least 2, got {n}")
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "diagnose"
     cfg = load_run_config(run_dir)
-    D, G, which = _discriminator(run_dir, calibrate_kimg)
+    D, G, which = _discriminator(run_dir, calibrated, calibrate_kimg)
     data = held_out(cfg, n, seed)
     logits = logits_of(D, data.x, data.y)
     n_top = max(1, round(top_fraction * len(logits)))
