@@ -224,6 +224,8 @@ def test_diagnose_calibrates_first_unless_told_not_to(toy_run, tmp_path, capsys,
     assert f"calibrating D first ('minmax calibrate {run}')" in err and "calibrated D" in out
     assert json.loads((run / "calibrated" / "calibration.json").read_text())["kimg"] == 0.2
     report = json.loads((tmp_path / "d" / "diagnose.json").read_text())
+    assert main([*argv[:-1], str(tmp_path / "u"), "--uncalibrated"]) == 0  # even beside one
+    assert "NOT calibrated" in capsys.readouterr().out
     for row in report["rows"]:
         assert row["coverage_low"] <= row["coverage"] <= row["coverage_high"]
         assert row["flagged"] == (row["coverage_high"] < 0.5) and row["ess"] > 0

@@ -108,7 +108,7 @@ def _discriminator(run_dir: Path, calibrated: bool, calibrate_kimg: float | None
         print(f"minmax: diagnose: calibrating D first ('minmax calibrate {run_dir}{budget}'): "
               "the training D is overconfident, its coverage biased", file=sys.stderr)  # fmt: skip
         calibrate(run_dir, CalibrationConfig(kimg=calibrate_kimg))
-    if (run_dir / CALIBRATED / "calibration.json").is_file():
+    if calibrated and (run_dir / CALIBRATED / "calibration.json").is_file():
         import json
 
         network = json.loads((run_dir / CALIBRATED / "calibration.json").read_text())["network"]
