@@ -55,4 +55,3 @@ def test_the_default_budget_is_passes_over_the_fit_rows_within_bounds(n_fit, kim
     # MNIST's 5,000 fit images keep the measured 100 kimg; a large points file gets 500.
     data = {"note": "..."} if n_fit is None else {"n_fit": n_fit}
     assert auto_kimg(data) == kimg
-

@@ -8,6 +8,7 @@ or which modes (toy mixtures, where G's own per-mode counts are shown beside the
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field
@@ -102,22 +103,20 @@ def _discriminator(run_dir: Path, calibrated: bool, calibrate_kimg: float | None
     """The calibrated D (checked against its G), calibrated now (``calibrate_kimg``; None:
     the default budget) when the run has none, or with ``calibrated`` False the run's own D,
     labelled as such."""
-    if calibrated and not (run_dir / CALIBRATED / "calibration.json").is_file():
+    if not calibrated:
+        D, _ = load_run_discriminator(run_dir)
+        note = "the run's training D, NOT calibrated (--uncalibrated): its coverage is biased"
+        return D, load_generator(run_dir, "G_ema"), note
+    meta = run_dir / CALIBRATED / "calibration.json"
+    if not meta.is_file():
         load_run_discriminator(run_dir)  # a run without a checkpoint fails here, quietly
         budget = "" if calibrate_kimg is None else f" --kimg {calibrate_kimg:g}"
         print(f"minmax: diagnose: calibrating D first ('minmax calibrate {run_dir}{budget}'): "
               "the training D is overconfident, its coverage biased", file=sys.stderr)  # fmt: skip
         calibrate(run_dir, CalibrationConfig(kimg=calibrate_kimg))
-    if calibrated and (run_dir / CALIBRATED / "calibration.json").is_file():
-        import json
-
-        network = json.loads((run_dir / CALIBRATED / "calibration.json").read_text())["network"]
-        G = load_generator(run_dir, network)
-        D, _ = load_calibrated(run_dir, G)
-        return D, G, "calibrated D"
-    D, _ = load_run_discriminator(run_dir)
-    note = "the run's training D, NOT calibrated (--uncalibrated): its coverage is biased"
-    return D, load_generator(run_dir, "G_ema"), note
+    G = load_generator(run_dir, json.loads(meta.read_text())["network"])
+    D, _ = load_calibrated(run_dir, G)
+    return D, G, "calibrated D"
 
 
 def group_report(
