@@ -150,6 +150,9 @@ class TrainConfig:
     # loss.r1_gamma and loss.r2_gamma × this at kimg 0, × 1 from burnin_kimg on
     gamma_start_factor: float = 1.0
     code_rate: float = 0.01  # step of G's code shares per G step (model.codes > 0), 0 = fixed
+    # every this many kimg, G's most starved code moves to the real point D scores highest
+    # (minmax.train.revive; codes over the data's box only); 0 = off
+    code_revive_kimg: float = 0.0
     # G_ema's batch-norm statistics re-estimated from this many samples before it is saved or
     # shown (its own weights, not G's statistics); 0 = copy G's
     ema_bn_samples: int = 4096
@@ -385,6 +388,7 @@ def validate(cfg: Config) -> Config:
         "train.threads": t.threads,
         "train.ema_bn_samples": t.ema_bn_samples,
         "train.code_rate": t.code_rate,
+        "train.code_revive_kimg": t.code_revive_kimg,
         "train.freeze_d": t.freeze_d,
         "train.ema_half_life_kimg": t.ema_half_life_kimg,
         "train.burnin_kimg": t.burnin_kimg,
@@ -414,6 +418,10 @@ def validate(cfg: Config) -> Config:
         )
     if m.code_init != "net" and not m.codes:
         raise UsageError("'model.code_init' places a coded G's codes: set model.codes too")
+    if t.code_revive_kimg and m.code_init != "box":
+        raise UsageError(
+            "'train.code_revive_kimg' moves codes by their output offsets: set model.code_init=box"
+        )
     if m.d_fourier_scale != 1 and not m.d_fourier:
         raise UsageError(
             "'model.d_fourier_scale' sets the Fourier head's frequencies: set model.d_fourier too"

@@ -137,6 +137,20 @@ def test_fingerprints_allow_a_longer_run_but_not_another_model_or_data(tmp_path)
     check_fingerprint(_save(tmp_path / "old", 64), _fingerprint("model.g_width=64"))  # none
 
 
+def test_a_key_added_since_the_checkpoint_passes_at_its_default_only(tmp_path):
+    """A run saved by an older minmax, before train.code_revive_kimg existed, resumes."""
+    older = _fingerprint()
+    del older["config"]["train.code_revive_kimg"]
+    folder = _save(tmp_path, 64, fingerprint=older)
+    check_fingerprint(folder, _fingerprint())
+    switched_on = ["model.codes=8", "model.code_init=box", "train.code_revive_kimg=50"]
+    older_coded = _fingerprint(*switched_on[:2])
+    del older_coded["config"]["train.code_revive_kimg"]
+    folder = _save(tmp_path / "coded", 64, fingerprint=older_coded)
+    with pytest.raises(UsageError, match=r"train.code_revive_kimg None -> 50"):
+        check_fingerprint(folder, _fingerprint(*switched_on))
+
+
 def test_image_data_fingerprints_follow_pixels_and_labels(tmp_path):
     import numpy as np
 

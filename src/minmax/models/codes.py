@@ -24,7 +24,8 @@ some straddled two modes and stayed split, and streaks between modes remained.
 
 ``out_dim`` > 0 gives each code a learned offset added to G's output. Untrained, G puts every
 code near one point (its first output), and the codes must travel to the modes; an offset lets
-each code start elsewhere, e.g. spread over the data's bounding box (``model.code_init: box``).
+each code start elsewhere, e.g. spread over the data's bounding box (``model.code_init: box``),
+and lets a starved code be moved to where D finds the data least covered (``minmax.train.revive``).
 """
 
 from __future__ import annotations

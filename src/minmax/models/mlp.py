@@ -85,14 +85,26 @@ class MLPGenerator(nn.Module):
         Sets the codes' output offsets so that each code's centre (its continuous latent at 0)
         lands on its point; the network itself is left as initialised.
         """
-        if self.prior is None or self.prior.offset is None:
-            raise ValueError("place_codes needs a generator built with codes and code_offsets")
-        first = self.net[0]
-        centres = self.net[1:](
-            first(first.weight.new_zeros(1, first.in_features)) + self.prior.embed.weight
-        )
+        centres = self._code_centres()
         points = low + (high - low) * torch.rand(centres.shape, generator=generator)
         self.prior.offset.weight.copy_(points - centres)
+
+    @torch.no_grad()
+    def move_code(self, k: int, point: Tensor) -> None:
+        """Put code ``k``'s centre on ``point`` and its logit back at the mean (0) before the
+        logits are centred again (``minmax.train.revive``)."""
+        prior = self.prior
+        prior.offset.weight[k] = point - self._code_centres(k)
+        prior.logits[k] = 0.0  # the centred logits' mean: its share restarts at about 1/K
+        prior.logits -= prior.logits.mean()
+
+    def _code_centres(self, k: int | None = None) -> Tensor:
+        """Where each code's continuous latent 0 lands before its offset (or code ``k``'s)."""
+        if self.prior is None or self.prior.offset is None:
+            raise ValueError("placing codes needs a generator built with codes and code_offsets")
+        first = self.net[0]
+        vectors = self.prior.embed.weight if k is None else self.prior.embed.weight[k]
+        return self.net[1:](first(first.weight.new_zeros(first.in_features)) + vectors)
 
 
 class MLPDiscriminator(nn.Module):

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from minmax.config import Config
 from minmax.errors import UsageError
 
 if TYPE_CHECKING:
-    from minmax.config import Config
     from minmax.data.sources import Source
 
 FINGERPRINT = "fingerprint.json"
@@ -114,13 +114,21 @@ def read_fingerprint(folder: Path) -> dict | None:
 def check_fingerprint(folder: Path, fingerprint: dict) -> None:
     """Refuse (UsageError) to resume ``folder`` with another config or dataset.
 
-    Checkpoints without a fingerprint (older runs) have nothing to compare and pass.
+    Checkpoints without a fingerprint (older runs) have nothing to compare and pass. A key
+    added to the config after the checkpoint was written passes at its default value, which is
+    how the older version trained: upgrading minmax must not strand a run.
     """
     stored = read_fingerprint(folder)
     if stored is None:
         return
     old, new = _flatten(stored), _flatten(_json_round_trip(fingerprint))
-    changed = [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    defaults = _flatten(_json_round_trip({"config": _flatten(Config().to_dict())}))
+    changed = [
+        key
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+        and not (key not in old and key in defaults and new.get(key) == defaults[key])
+    ]
     if not changed:
         return
     shown = [

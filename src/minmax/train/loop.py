@@ -54,6 +54,7 @@ from minmax.train.health import Health, nonfinite
 from minmax.train.init_from import InitSource
 from minmax.train.lock import RunLock
 from minmax.train.logs import Logger, set_aside
+from minmax.train.revive import revive_code, revive_due
 from minmax.train.snapshots import Snapshots
 from minmax.train.steps import Engine, Slice, d_step, draw, g_step, new_latents
 
@@ -495,6 +496,10 @@ def _train(
             update_ema(run.G_ema, G, 0.0 if warm else schedule.ema_beta)
             count.step += 1
             count.images_seen += images_per_step
+            if revive_due(t, count.images_seen, images_per_step):  # a starved code moves
+                moved = revive_code(G, run.G_ema, run.D, source, t.seed + count.step)
+                if moved is not None and log is not None:
+                    log.write({"kind": "revive", "step": count.step, "kimg": count.kimg, **moved})
             bar.update(images_per_step)
             # Log (one host read every log_every_steps, losses averaged over ranks).
             sums += torch.stack([loss_D, loss_G])
