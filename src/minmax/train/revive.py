@@ -59,7 +59,6 @@ def revive_due(t: TrainConfig, images_seen: int, images_per_step: int) -> bool:
     """Whether this step crossed a multiple of ``train.code_revive_kimg`` within the first
     REVIVE_UNTIL of the run."""
     period = t.code_revive_kimg * 1000
-    seen = images_seen
-    if not period or seen > REVIVE_UNTIL * t.kimg * 1000:
+    if not period or images_seen > REVIVE_UNTIL * t.kimg * 1000:
         return False
-    return seen // period > (seen - images_per_step) // period
+    return images_seen // period > (images_seen - images_per_step) // period
