@@ -4,6 +4,7 @@ does starting from another run save time?
     python benchmarks/small_data.py limited --sizes 1000 5000 --arms none diffaugment ada
     python benchmarks/small_data.py limited --sizes 60000 --arms none ada
     python benchmarks/small_data.py finetune --pretrain-minutes 5 --minutes 10
+    python benchmarks/small_data.py floor --sizes 1000 5000 60000
 
 ``limited``: for each size, the first N digits of a seeded permutation of MNIST's training set
 (../shared/data/mnist.npz) go into an .npz beside the full test set; ``minmax train --preset
@@ -153,6 +154,26 @@ def finetune(args: argparse.Namespace) -> None:
           f"{30 * args.minutes:.0f} s")
 
 
+def floor(args: argparse.Namespace) -> None:
+    """What a G that reproduced its N training digits exactly would score: 10,000 draws (with
+    repetition) of the subset ``limited`` trains on, fd10k_digits against the test set."""
+    import torch
+
+    from minmax.metrics.features.digits import default_digits_path, load_digits
+    from minmax.metrics.frechet import frechet_distance_features
+
+    extractor = load_digits(default_digits_path())
+    with np.load(MNIST, allow_pickle=False) as f:
+        x, x_test = f["x_train"], f["x_test"]
+    test = extractor.features(torch.from_numpy(x_test[:, None]))
+    print("| training digits | fd10k_digits of the digits themselves |\n|---|---|")
+    for n in args.sizes:
+        subset = x[np.random.default_rng(args.data_seed).permutation(len(x))[:n]]
+        draws = subset[np.random.default_rng(1).integers(0, n, 10_000)]
+        fd = frechet_distance_features(test, extractor.features(torch.from_numpy(draws[:, None])))
+        print(f"| {n:,} | {fd:.2f} |")
+
+
 def main() -> None:
     from minmax.machine import machine_summary
 
@@ -162,6 +183,9 @@ def main() -> None:
     lim.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     lim.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS))
     lim.add_argument("--data-seed", type=int, default=0, help="which digits form the subset")
+    low = sub.add_parser("floor", help="the score of the training subsets themselves")
+    low.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 60000])
+    low.add_argument("--data-seed", type=int, default=0)
     fine = sub.add_parser("finetune")
     fine.add_argument("--pretrain-minutes", type=float, default=5.0)
     fine.add_argument("--eval-kimg", type=float, default=25.0)
@@ -175,7 +199,7 @@ def main() -> None:
     if not MNIST.is_file():
         raise SystemExit(f"needs {MNIST}")
     print(f"# {machine_summary()}", flush=True)
-    {"limited": limited, "finetune": finetune}[args.command](args)
+    {"limited": limited, "finetune": finetune, "floor": floor}[args.command](args)
 
 
 if __name__ == "__main__":
