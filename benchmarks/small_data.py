@@ -8,7 +8,8 @@ does starting from another run save time?
 
 ``limited``: for each size, the first N digits of a seeded permutation of MNIST's training set
 (../shared/data/mnist.npz) go into an .npz beside the full test set; ``minmax train --preset
-mnist-dcgan model.conditional=false`` trains on it for ``--minutes`` of wall time, once per arm
+mnist-dcgan model.conditional=false`` (``--preset P`` for another) trains on it for
+``--minutes`` of wall time, once per arm
 (``none``; ``diffaugment``: ``augment.policy=color,translation,cutout``, DiffAugment's
 limited-data policy; ``ada``: ``augment.ada=true`` with its defaults), and the run's final
 evaluation scores 10,000 G_ema samples: fd10k_digits against the whole test set and
@@ -41,7 +42,7 @@ ARMS = {
     "diffaugment": ["augment.policy=color,translation,cutout"],
     "ada": ["augment.ada=true"],
 }
-BASE = ["--preset", "mnist-dcgan", "--quiet"]
+PRESET = "mnist-dcgan"  # the issue's; --preset mnist-uncond for the unconditional recipe
 
 
 def write_subset(path: Path, n: int, seed: int) -> None:
@@ -66,12 +67,14 @@ def records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def train(run: Path, data: Path, overrides: list[str], extra: list[str] = ()) -> dict:
-    """``minmax train`` into ``run`` (which must not exist); its final record."""
+def train(
+    run: Path, data: Path, overrides: list[str], extra: list[str] = (), preset: str = PRESET
+) -> dict:
+    """``minmax train --preset preset`` into ``run`` (which must not exist); its final record."""
     if run.exists():
         raise SystemExit(f"{run} exists: remove it or choose --out")
-    cmd = ["minmax", "train", *BASE, "--data", str(data), "--out", str(run), *extra,
-           "model.conditional=false", *overrides]  # fmt: skip
+    cmd = ["minmax", "train", "--preset", preset, "--quiet", "--data", str(data),
+           "--out", str(run), *extra, "model.conditional=false", *overrides]  # fmt: skip
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return records(run)[-1]
@@ -98,7 +101,7 @@ def limited(args: argparse.Namespace) -> None:
             overrides = [f"train.max_minutes={args.minutes}", f"train.seed={args.seed}",
                          "eval.metrics=fid10k,mem10k", *ARMS[arm],
                          *args.overrides]  # fmt: skip
-            final = train(run, data, overrides)
+            final = train(run, data, overrides, preset=args.preset)
             fd, mem = metric(run, "fd"), metric(run, "mem")
             p = [r["ada_p"] for r in records(run) if "ada_p" in r]
             row = {"size": n, "arm": arm, "seed": args.seed, "kimg": round(final["kimg"], 1),
@@ -183,6 +186,7 @@ def main() -> None:
     lim.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     lim.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS))
     lim.add_argument("--data-seed", type=int, default=0, help="which digits form the subset")
+    lim.add_argument("--preset", default=PRESET, help="trained with model.conditional=false")
     low = sub.add_parser("floor", help="the score of the training subsets themselves")
     low.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 60000])
     low.add_argument("--data-seed", type=int, default=0)

@@ -102,7 +102,9 @@ class AugmentConfig:
     # adaptive discriminator augmentation (Karras et al. 2020): every image D sees goes through
     # augment.ada_ops, each op applied with a probability p that adapts to D's overfitting
     ada: bool = False
-    ada_target: float = 0.6  # the r_t = E[sign(D(x_real))] that p steers toward, in (0, 1)
+    # the r_t = E[sign(D(x_real))] that p steers toward, in (0, 1); under rpgan and wgan-gp,
+    # whose logits drift by any constant, r_t = E[sign(D(x_real) - D(x_fake))] over pairs
+    ada_target: float = 0.6
     ada_kimg: float = 500.0  # thousands of images for p to go from 0 to 1 at the fastest rate
     ada_interval: int = 4  # D steps between updates of p (r_t is averaged over them)
     # the ops, comma-separated, applied in this order; default: the paper's leak-free (p < 0.8)

@@ -7,15 +7,18 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
 from minmax.augment import ADA, DEFAULT_OPS, OPS, make_augment, parse_ops
 from minmax.augment.ada import COLOUR, GREY_COLOUR
 from minmax.cli import main
-from minmax.config import AugmentConfig, resolve
+from minmax.config import AugmentConfig, LossConfig, resolve
 from minmax.errors import UsageError
+from minmax.objectives import get_objective
 from minmax.report import curves
 from minmax.train.checkpoint import find_checkpoint
 from minmax.train.loop import train
+from minmax.train.steps import Batch, Engine, d_step
 from tests.bar_digits import bar_digits
 
 
@@ -131,6 +134,43 @@ def test_p_moves_toward_the_target_at_the_stated_rate():
     feed(a, +1, 4 * 100)
     assert a.p == 1.0  # clamped at 1
     assert a.scalars() == {"ada_p": 1.0, "ada_rt": 1.0}
+
+
+class _Const(nn.Module):
+    """G: every image is ``value``; a parameter so an optimizer has something to hold."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.value, self.w = value, nn.Parameter(torch.zeros(()))
+
+    def forward(self, z, y=None):
+        return torch.full((len(z), 1, 2, 2), self.value) + self.w
+
+
+class _Shifted(nn.Module):
+    """D(x) = mean(x) + 100: ranks brighter images higher, every logit far above 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x, y=None):
+        return self.w * x.flatten(1).mean(1) + 100.0
+
+
+@pytest.mark.parametrize("objective, sign", [("nonsaturating", 1.0), ("rpgan", -1.0),
+                                             ("wgan-gp", -1.0)])  # fmt: skip
+def test_r_t_reads_pairs_where_the_loss_sees_only_logit_differences(objective, sign):
+    """D ranks the fakes above the reals, every logit positive: under RpGAN and WGAN-GP the
+    logits' offset is arbitrary, so ADA must see D losing (D(x_r) − D(x_f) < 0), not the
+    positive sign of D(x_r) that the non-saturating loss means."""
+    G, D = _Const(0.5), _Shifted()
+    seen = []
+    real, z = torch.full((6, 1, 2, 2), -0.5), torch.zeros(6, 3)
+    d_step(Engine.plain(G, D), get_objective(objective), LossConfig(objective=objective),
+           [Batch(real, None, z, None)], torch.optim.SGD(D.parameters(), lr=0.0),
+           torch.Generator().manual_seed(0), observe_real=seen.append)  # fmt: skip
+    assert torch.equal(seen[0].sign(), torch.full((6,), sign))
 
 
 def test_fixed_p_holds_and_state_round_trips_mid_interval():

@@ -11,8 +11,10 @@ the identity stays the most likely outcome of each op, so the only G whose augme
 match the augmented data is the one that matches the clean data.
 
 p adapts to how much D overfits, measured by r_t = E[sign(D(x_real))] over the last
-``interval`` D steps: every ``interval`` steps ``p += sign(r_t − target) · batch · interval /
-(kimg · 1000)``, clamped to [0, 1], so p can go from 0 to 1 in ``kimg`` thousand images.
+``interval`` D steps (E[sign(D(x_real) − D(x_fake))] over the step's pairs under a loss that
+sees only logit differences, RpGAN or WGAN: there D's sign says nothing, its offset drifts):
+every ``interval`` steps ``p += sign(r_t − target) · batch · interval / (kimg · 1000)``,
+clamped to [0, 1], so p can go from 0 to 1 in ``kimg`` thousand images.
 
 Every random draw comes from the ``torch.Generator`` given (the run's local stream, saved in
 checkpoints); p and the r_t accumulators are saved by ``state_dict`` and resume exactly.
@@ -209,12 +211,13 @@ class ADA:
 
     # Adaptation.
     @torch.no_grad()
-    def observe(self, logits_real: Tensor) -> None:
-        """Add one D step's sign(D(x_real)) (all micro-batches together); every ``interval``
+    def observe(self, verdicts: Tensor) -> None:
+        """Add one D step's signs of D's verdicts on reals (D(x_real), or D(x_real) − D(x_fake)
+        under a relative loss; all micro-batches together); every ``interval``
         steps, move p. The sums are all-reduced at once under torch.distributed (two numbers
         beside DDP's gradients), so every rank holds the same p and a checkpoint written by
         rank 0 resumes every rank exactly."""
-        signs = logits_real.detach().float().sign()
+        signs = verdicts.detach().float().sign()
         stats = torch.stack([signs.sum(), torch.tensor(float(signs.numel()), device=signs.device)])
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(stats)

@@ -173,6 +173,8 @@ class Objective:
 
     ``g_loss(logits_real, logits_fake)`` returns only the G-dependent loss; the loop passes
     ``None`` for ``logits_real`` unless ``g_uses_real`` (it then skips D's forward on reals).
+    ``relative``: the losses see only differences of logits, so a constant added to every
+    logit changes nothing and D's sign alone means nothing (ADA then reads D(x_r) − D(x_f)).
     """
 
     name: str
@@ -180,6 +182,7 @@ class Objective:
     g_loss: Callable[[Tensor | None, Tensor], Tensor]
     g_uses_real: bool = False
     needs_gradient_penalty: bool = False
+    relative: bool = False
     description: str = ""
 
 
@@ -220,6 +223,7 @@ for _objective in (
         wasserstein_d,
         _fake_only(wasserstein_g),
         needs_gradient_penalty=True,
+        relative=True,
         description="D: E_Q[D] - E_P[D] + gradient penalty, G: -E_Q[D]; Wasserstein-1 distance",
     ),
     Objective(
@@ -233,6 +237,7 @@ for _objective in (
         relativistic_d,
         relativistic_g,
         g_uses_real=True,
+        relative=True,
         description="D: E[softplus(D(x_f) - D(x_r))], G: mirror; relativistic pairing divergence",
     ),
 ):

@@ -101,8 +101,10 @@ def d_step(
     R1/R2 are lazy: added only when ``regularize`` (every ``reg_every``-th D step), weighted
     by ``reg_every`` so their average strength stays γ, and computed in fp32. With ``augment``
     (DiffAugment, ADA) D sees T(x) for reals and fakes alike, penalties included.
-    ``observe_real(logits_real)``, when given, sees D's detached verdicts on this step's
-    reals once, all micro-batches together (ADA's overfitting signal r_t feeds on it).
+    ``observe_real(verdicts)``, when given, sees D's detached verdicts on this step's reals
+    once, all micro-batches together (ADA's overfitting signal r_t feeds on their sign):
+    D(x_r), or D(x_r) − D(x_f) of each pair under a ``relative`` objective, whose logits
+    drift by any constant (under RpGAN D(x_r) > 0 for every real, overfit or not).
     """
     T = augment or _identity
     weight = loss_cfg.reg_every / 2 if regularize else 0.0
@@ -129,7 +131,8 @@ def d_step(
             (total / len(batches)).backward()
         losses.append(loss.detach())
         if observe_real is not None:
-            verdicts.append(logits_real.detach().float())
+            verdict = logits_real - logits_fake if objective.relative else logits_real
+            verdicts.append(verdict.detach().float())
     opt_D.step()
     if observe_real is not None:
         observe_real(torch.cat(verdicts))
