@@ -104,6 +104,7 @@ def score(run: Path, data: str, extractor, reference: np.ndarray, test_shares: n
         channels = pixels[:3334].reshape(-1, 1, *pixels.shape[2:])[:10_000]
         value, _ = fd(extractor, reference, channels)
         record |= {"modes": modes["modes_covered"], "kl_uniform": modes["kl_to_uniform"],
+                   "channel_kl": [round(kl, 4) for kl in modes["channel_kl"]],
                    "fd10k_digits_channels": value}  # fmt: skip
     else:
         value, probs = fd(extractor, reference, to_uint8(generate(G, 10_000, seed=0)[0]))

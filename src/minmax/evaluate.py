@@ -316,6 +316,9 @@ def format_table(records: list[dict]) -> str:
         elif "modes_covered" in r:  # counts: in the JSON record only (1,000 of them)
             text = (f"{r['modes_covered']}/{r['n_modes']} modes, "
                     f"KL to uniform {r['kl_to_uniform']:.4f} nats")  # fmt: skip
+            if "channel_kl" in r:
+                text += " (channels' digit shares: " + ", ".join(
+                    f"{kl:.4f}" for kl in r["channel_kl"]) + ")"  # fmt: skip
         elif "value" in r:
             text = f"{r['value']:.4f}" + (f" ± {r['std']:.4f}" if "std" in r else "")
         elif "precision" in r:

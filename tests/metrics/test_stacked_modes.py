@@ -91,6 +91,20 @@ def test_kl_against_a_hand_computed_case():
     assert hand == pytest.approx(math.log(1000) - 1.5 * math.log(2), abs=1e-12)  # log K - H(p)
 
 
+def test_channel_kls_split_the_kl_from_the_channels_dependence():
+    # Channel 0 always 7: its shares alone cost log 10, the others are uniform, and the
+    # channels are independent, so the total KL is exactly the sum.
+    triples = ALL_TRIPLES[ALL_TRIPLES[:, 0] == 7]
+    report = stacked_modes(triples.numpy())
+    assert report["channel_kl"] == pytest.approx([math.log(10), 0.0, 0.0], abs=1e-12)
+    assert report["kl_to_uniform"] == pytest.approx(sum(report["channel_kl"]), abs=1e-12)
+    # Channels 1 and 2 always equal: uniform shares each, the KL is all dependence.
+    same = ALL_TRIPLES[ALL_TRIPLES[:, 1] == ALL_TRIPLES[:, 2]]
+    report = stacked_modes(same.numpy())
+    assert report["channel_kl"] == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)
+    assert report["kl_to_uniform"] == pytest.approx(math.log(10), abs=1e-12)
+
+
 def test_sampling_alone_costs_about_k_minus_1_over_2n():
     draws = np.random.default_rng(0).integers(0, 1000, 26_000)
     kl = kl_to_uniform(np.bincount(draws, minlength=1000))

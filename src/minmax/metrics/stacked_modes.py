@@ -73,8 +73,11 @@ def kl_to_uniform(counts: np.ndarray) -> float:
 def stacked_modes(digits: np.ndarray | Tensor) -> dict:
     """Mode statistics of (N, 3) channel digits in 0..9.
 
-    Returns ``{"n_samples", "n_modes", "modes_covered", "kl_to_uniform", "counts", "rule"}``:
-    plain JSON-ready values; ``counts`` has one entry per mode (1,000).
+    Returns ``{"n_samples", "n_modes", "modes_covered", "kl_to_uniform", "channel_kl",
+    "counts", "rule"}``: plain JSON-ready values; ``counts`` has one entry per mode (1,000);
+    ``channel_kl`` is each channel's digit shares' KL to uniform over 10. The KL splits as
+    their sum plus the channels' dependence (total correlation): it tells a G that writes
+    some digits too often from one that combines them unevenly.
     """
     digits = np.asarray(digits, dtype=np.int64)
     if digits.ndim != 2 or digits.shape[1] != 3 or len(digits) == 0:
@@ -88,6 +91,7 @@ def stacked_modes(digits: np.ndarray | Tensor) -> dict:
         "n_modes": N_MODES,
         "modes_covered": int((counts > 0).sum()),
         "kl_to_uniform": kl_to_uniform(counts),
+        "channel_kl": [kl_to_uniform(np.bincount(digits[:, c], minlength=10)) for c in range(3)],
         "counts": [int(c) for c in counts],
         "rule": RULE,
     }
