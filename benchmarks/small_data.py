@@ -45,12 +45,18 @@ ARMS = {
 PRESET = "mnist-dcgan"  # the issue's; --preset mnist-uncond for the unconditional recipe
 
 
+def subset_rows(total: int, n: int, seed: int) -> np.ndarray:
+    """Which of ``total`` training digits form the ``n``-digit subset: the first ``n`` of a
+    seeded permutation (``limited`` trains on them, ``floor`` scores them)."""
+    return np.random.default_rng(seed).permutation(total)[:n]
+
+
 def write_subset(path: Path, n: int, seed: int) -> None:
     """The first ``n`` of a seeded permutation of MNIST's training digits, plus the full test
     split (the reference and the held-out set for the memorisation check)."""
     with np.load(MNIST, allow_pickle=False) as f:
         x, y, x_test, y_test = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
-    keep = np.random.default_rng(seed).permutation(len(x))[:n]
+    keep = subset_rows(len(x), n, seed)
     np.savez(path, x_train=x[keep], y_train=y[keep], x_test=x_test, y_test=y_test)
 
 
@@ -171,7 +177,7 @@ def floor(args: argparse.Namespace) -> None:
     test = extractor.features(torch.from_numpy(x_test[:, None]))
     print("| training digits | fd10k_digits of the digits themselves |\n|---|---|")
     for n in args.sizes:
-        subset = x[np.random.default_rng(args.data_seed).permutation(len(x))[:n]]
+        subset = x[subset_rows(len(x), n, args.data_seed)]
         draws = subset[np.random.default_rng(1).integers(0, n, 10_000)]
         fd = frechet_distance_features(test, extractor.features(torch.from_numpy(draws[:, None])))
         print(f"| {n:,} | {fd:.2f} |")
