@@ -5,6 +5,7 @@ does starting from another run save time?
     python benchmarks/small_data.py limited --sizes 60000 --arms none ada
     python benchmarks/small_data.py finetune --pretrain-minutes 5 --minutes 10
     python benchmarks/small_data.py floor --sizes 1000 5000 60000
+    python benchmarks/small_data.py overfit /tmp/minmax-small-data/1000-none-seed0 ...
 
 ``limited``: for each size, the first N digits of a seeded permutation of MNIST's training set
 (../shared/data/mnist.npz) go into an .npz beside the full test set; ``minmax train --preset
@@ -14,7 +15,8 @@ mnist-dcgan model.conditional=false`` (``--preset P`` for another) trains on it 
 limited-data policy; ``ada``: ``augment.ada=true`` with its defaults), and the run's final
 evaluation scores 10,000 G_ema samples: fd10k_digits against the whole test set and
 mem10k_digits (the memorisation check: distances to the N training digits against the test
-set's). One JSON line per run, then a table.
+set's), and how well D tells its training digits from held-out ones (``d_overfit``; also
+``overfit RUN ...`` for runs already trained). One JSON line per run, then a table.
 
 ``finetune``: a run trained ``--pretrain-minutes`` on digits 0-4, then ``--init-from`` it on
 digits 5-9 with an evaluation every ``--eval-kimg`` (its time counts against the fine-tuned
@@ -94,6 +96,34 @@ def metric(run: Path, prefix: str) -> dict:
     return scores[-1]
 
 
+def d_overfit(run: Path, data: Path) -> dict:
+    """How well the run's D tells its training digits from held-out ones: the AUC of its
+    logits on (up to 10,000) training digits against the 10,000 test digits, 0.5 when it
+    cannot, 1.0 when every training digit scores above every held-out one (the ADA paper's
+    overfitting, seen from held-out data; offset-free, so it reads the same under RpGAN). D
+    runs in training mode on batches of 64 real digits, as it saw them in training. Also the
+    shares of training and held-out digits it calls real (logit > 0; under RpGAN, whose
+    logits drift by a constant, only the AUC means anything)."""
+    import torch
+
+    from minmax.ratio.run import load_run_discriminator
+
+    D, _ = load_run_discriminator(run)
+    D.train()  # batch-norm on batch statistics, as in training (the module is a copy)
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.cat([D(torch.from_numpy(x[i : i + 64, None]).float() / 127.5 - 1)
+                              for i in range(0, len(x), 64)]).numpy()  # fmt: skip
+
+    with np.load(data, allow_pickle=False) as f:
+        seen, held_out = logits(f["x_train"][:10_000]), logits(f["x_test"])
+    ranks = np.concatenate([seen, held_out]).argsort().argsort()  # Mann-Whitney U
+    u = ranks[: len(seen)].sum() - len(seen) * (len(seen) - 1) / 2
+    auc = float(u / (len(seen) * len(held_out)))
+    return {"auc": auc, "seen_real": (seen > 0).mean(), "held_out_real": (held_out > 0).mean()}
+
+
 def limited(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,16 +144,31 @@ def limited(args: argparse.Namespace) -> None:
                    "seconds": final["seconds"], "fd10k_digits": round(fd["value"], 2),
                    "mem_ratio": round(mem["ratio"], 3), "mem_close": round(mem["close_share"], 4),
                    "mem_verdict": mem["verdict"], "ada_p_final": p[-1] if p else None,
-                   "ada_p_max": max(p) if p else None}  # fmt: skip
+                   "ada_p_max": max(p) if p else None,
+                   "d_overfit_auc": round(d_overfit(run, data)["auc"], 3)}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)
     print("| digits | augmentation | kimg | fd10k_digits | memorisation ratio | close share "
-          "| verdict | ADA p (end / max) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "| verdict | ADA p (end / max) | D's AUC, training vs held-out digits |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         p = "" if r["ada_p_final"] is None else f"{r['ada_p_final']:.2f} / {r['ada_p_max']:.2f}"
         print(f"| {r['size']:,} | {r['arm']} | {r['kimg']:.0f} | {r['fd10k_digits']:.1f} | "
-              f"{r['mem_ratio']:.3f} | {100 * r['mem_close']:.1f}% | {r['mem_verdict']} | {p} |")
+              f"{r['mem_ratio']:.3f} | {100 * r['mem_close']:.1f}% | {r['mem_verdict']} | {p} | "
+              f"{r['d_overfit_auc']:.3f} |")
+
+
+def overfit(args: argparse.Namespace) -> None:
+    """``d_overfit`` of runs already trained by ``limited`` (their data from their config)."""
+    import yaml
+
+    print("| run | D's AUC, training vs held-out digits | called real: training / held-out |")
+    print("|---|---|---|")
+    for run in map(Path, args.runs):
+        data = Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["name"])
+        d = d_overfit(run, data)
+        print(f"| {run.parent.name}/{run.name} | {d['auc']:.3f} | "
+              f"{100 * d['seen_real']:.1f}% / {100 * d['held_out_real']:.1f}% |", flush=True)
 
 
 def finetune(args: argparse.Namespace) -> None:
@@ -196,6 +241,8 @@ def main() -> None:
     low = sub.add_parser("floor", help="the score of the training subsets themselves")
     low.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 60000])
     low.add_argument("--data-seed", type=int, default=0)
+    over = sub.add_parser("overfit", help="D's overfitting in runs 'limited' trained")
+    over.add_argument("runs", nargs="+")
     fine = sub.add_parser("finetune")
     fine.add_argument("--pretrain-minutes", type=float, default=5.0)
     fine.add_argument("--eval-kimg", type=float, default=25.0)
@@ -209,7 +256,8 @@ def main() -> None:
     if not MNIST.is_file():
         raise SystemExit(f"needs {MNIST}")
     print(f"# {machine_summary()}", flush=True)
-    {"limited": limited, "finetune": finetune, "floor": floor}[args.command](args)
+    commands = {"limited": limited, "finetune": finetune, "floor": floor, "overfit": overfit}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,9 @@ class ModelConfig:
     g_spectral_norm: bool = False  # dcgan/resnet/biggan: spectral norm on G's layers
     # dcgan/resnet/biggan: spectral norm on D's layers (dcgan's D then drops its batch norm)
     d_spectral_norm: bool = False
+    # dcgan: batch norm in D after every conv but the first. Off, each logit depends on its
+    # own image only, as R1/R2 and the relativistic pairs assume
+    d_batch_norm: bool = True
     conditional: bool = False  # class-conditional G and D (needs labelled data)
     attention_res: int = 0  # resolution of the self-attention block (biggan), 0 = none
     blocks_per_stage: int = 2  # r3gan: residual blocks at each feature-map side, G and D

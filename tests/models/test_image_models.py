@@ -328,3 +328,19 @@ def test_attention_attends_over_pooled_keys_and_values(side):
             expected[n, :, i] = v[n] @ weights
     out = att(x)
     torch.testing.assert_close(out, x + 0.5 * expected.view_as(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("d_batch_norm", [True, False])
+def test_dcgan_d_batch_norm_decides_if_logits_see_batch_mates(d_batch_norm):
+    # model.d_batch_norm=false: no BN in D, so in training mode each logit is its own image's,
+    # as R1/R2 and RpGAN's pairs assume; with it, changing one image moves the others' logits.
+    _, D, spec = build("dcgan", 28, d_batch_norm=d_batch_norm)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    assert has_bn == d_batch_norm
+    assert rebuild(spec, "D").state_dict().keys() == D.state_dict().keys()
+    x = torch.randn(N, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    other = x.clone()
+    other[1:] = torch.randn(N - 1, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    D.train()
+    same = torch.allclose(D(x)[0], D(other)[0])
+    assert same == (not d_batch_norm)

@@ -7,9 +7,10 @@ the last one maps to the image channels and ends in tanh. For 28 px with width 6
 doubling the channels (width, 2·width, ...), then one linear layer on the flattened map.
 
 Choices:
-- D has batch-norm (after every conv but the first) only when it has no spectral norm: SN
-  already bounds each layer, and BN couples a sample's logit to its batch-mates, which
-  gradient penalties and per-sample logits do not expect. ``batch_norm`` is its own kwarg.
+- D has batch-norm (after every conv but the first) only when it has no spectral norm and
+  ``model.d_batch_norm`` is on (the paper's D): SN already bounds each layer, and BN couples a
+  sample's logit to its batch-mates, which gradient penalties and per-sample logits do not
+  expect. ``batch_norm`` is its own kwarg.
 - Conditional G uses class-conditional batch-norm (a γ, β per class in every BN, SNGAN/BigGAN
   style) rather than concatenating an embedding to z: it costs no extra convolution and
   reaches every layer. Conditional D adds the projection term (Miyato & Koyama 2018):
@@ -136,7 +137,7 @@ class DCGANDiscriminator(nn.Module):
 
 def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
     g, d = plain_kwargs("dcgan", cfg, data_shape, n_classes, RESOLUTIONS)
-    d["batch_norm"] = not cfg.d_spectral_norm
+    d["batch_norm"] = cfg.d_batch_norm and not cfg.d_spectral_norm
     return g, d
 
 
