@@ -160,12 +160,12 @@ def limited(args: argparse.Namespace) -> None:
 
 def overfit(args: argparse.Namespace) -> None:
     """``d_overfit`` of runs already trained by ``limited`` (their data from their config)."""
-    import yaml
+    from minmax.ratio.run import load_run_config
 
     print("| run | D's AUC, training vs held-out digits | called real: training / held-out |")
     print("|---|---|---|")
     for run in map(Path, args.runs):
-        data = Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["name"])
+        data = Path(load_run_config(run).data.name)
         d = d_overfit(run, data)
         print(f"| {run.parent.name}/{run.name} | {d['auc']:.3f} | "
               f"{100 * d['seen_real']:.1f}% / {100 * d['held_out_real']:.1f}% |", flush=True)
