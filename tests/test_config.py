@@ -58,6 +58,18 @@ def test_bad_overrides_name_the_problem(override, message):
         C.resolve("ring", overrides=[override])
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.g_extra_convs=-1"], "'model.g_extra_convs' must be zero or positive"),
+        (["model.arch=resnet", "model.g_extra_convs=1"], "g_extra_convs is for arch=dcgan"),
+    ],
+)
+def test_g_extra_convs_out_of_range_or_for_another_family(overrides, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        C.resolve("mnist-dcgan", overrides=overrides)
+
+
 def test_unknown_preset_suggests_the_closest():
     with pytest.raises(UsageError, match="did you mean 'ring'"):
         C.resolve("rign")

@@ -75,6 +75,9 @@ class ModelConfig:
     # dcgan: batch norm in D after every conv but the first. Off, each logit depends on its
     # own image only, as R1/R2 and the relativistic pairs assume
     d_batch_norm: bool = True
+    # dcgan: 3×3 convs (each after BN + ReLU) G adds at each feature-map side before it
+    # upsamples: depth for its two or three layers at little cost; 0 = the paper's G
+    g_extra_convs: int = 0
     conditional: bool = False  # class-conditional G and D (needs labelled data)
     attention_res: int = 0  # resolution of the self-attention block (biggan), 0 = none
     blocks_per_stage: int = 2  # r3gan: residual blocks at each feature-map side, G and D
@@ -401,6 +404,7 @@ def validate(cfg: Config) -> Config:
         "train.ema_half_life_start_factor": t.ema_half_life_start_factor,
         "train.gamma_start_factor": t.gamma_start_factor,
         "eval.every_kimg": e.every_kimg,
+        "model.g_extra_convs": m.g_extra_convs,
     }
     for key, value in non_negative.items():
         if not value >= 0 or math.isinf(value):
@@ -460,6 +464,8 @@ def validate(cfg: Config) -> Config:
     for key in ("blocks_per_stage", "expansion", "group_channels", "max_width_factor"):
         if getattr(m, key) < 1:
             raise UsageError(f"'model.{key}' must be 1 or more, got {getattr(m, key)}")
+    if m.g_extra_convs and m.arch != "dcgan":
+        raise UsageError(f"model.g_extra_convs is for arch=dcgan, not {m.arch}: set it to 0")
     if t.max_minutes is not None and not t.max_minutes > 0:
         raise UsageError(f"'train.max_minutes' must be positive or none, got {t.max_minutes}")
     validate_ada(cfg.augment)

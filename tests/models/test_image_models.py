@@ -344,3 +344,20 @@ def test_dcgan_d_batch_norm_decides_if_logits_see_batch_mates(d_batch_norm):
     D.train()
     same = torch.allclose(D(x)[0], D(other)[0])
     assert same == (not d_batch_norm)
+
+
+def test_dcgan_g_extra_convs_add_depth_and_keep_the_paper_g_at_zero():
+    # 0 builds (and seeds) exactly the paper's G; k adds k 3×3 convs at each of its sides,
+    # conditioned like its other layers, and a rebuilt G has the same tensors.
+    plain, _, _ = build("dcgan", 28)
+    zero, _, _ = build("dcgan", 28, g_extra_convs=0)
+    assert_same_state(plain, zero)
+    G, _, spec = build("dcgan", 28, conditional=True, g_extra_convs=2)
+    convs = [m for m in G.modules() if type(m) is nn.Conv2d]
+    assert [c.kernel_size for c in convs] == [(3, 3)] * 4  # 2 at 7×7 and 2 at 14×14
+    assert rebuild(spec, "G").state_dict().keys() == G.state_dict().keys()
+    z, y = inputs(G)
+    x = G(z, y)
+    assert x.shape == (N, 1, 28, 28)
+    x.abs().sum().backward()
+    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in convs)

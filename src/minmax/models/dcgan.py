@@ -16,6 +16,9 @@ Choices:
   reaches every layer. Conditional D adds the projection term (Miyato & Koyama 2018):
   logit = w·φ(x) + b + embed(y)·φ(x), φ = the flattened last feature map.
 - Weights start from N(0, 0.02) as in the paper; convs followed by BN have no bias.
+- ``model.g_extra_convs`` = k adds k 3×3 convs (each after BN + ReLU, same width) at each of
+  G's sides before it upsamples: at 28 px the paper's G is two layers deep, and a 3×3 conv at
+  7×7 or 14×14 costs little beside D's and G's transposed convs.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class DCGANGenerator(nn.Module):
         width: int,
         n_classes: int = 0,
         spectral_norm: bool = False,
+        extra_convs: int = 0,
     ) -> None:
         super().__init__()
         _check_resolution(resolution)
@@ -80,12 +84,27 @@ class DCGANGenerator(nn.Module):
             )
             for i in range(steps)
         )
+        # created last, so that extra_convs=0 builds (and seeds) exactly the paper's G
+        self.extra_norms = nn.ModuleList(
+            nn.ModuleList(ClassBatchNorm2d(w, n_classes) for _ in range(extra_convs))
+            for w in widths[:-1]
+        )
+        self.extra_convs = nn.ModuleList(
+            nn.ModuleList(
+                _init(nn.Conv2d(w, w, 3, 1, 1, bias=False), spectral_norm)
+                for _ in range(extra_convs)
+            )
+            for w in widths[:-1]
+        )
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.n_classes:
             need_labels(self, y)
         h = self.fc(z).view(-1, self.start_width, self.start, self.start)
-        for norm, up in zip(self.norms, self.ups, strict=True):
+        stages = zip(self.extra_norms, self.extra_convs, self.norms, self.ups, strict=True)
+        for extra_norms, extra_convs, norm, up in stages:
+            for extra_norm, conv in zip(extra_norms, extra_convs, strict=True):
+                h = conv(F.relu(extra_norm(h, y), inplace=True))
             h = up(F.relu(norm(h, y), inplace=True))
         return torch.tanh(h)
 
@@ -138,6 +157,7 @@ class DCGANDiscriminator(nn.Module):
 def _kwargs(cfg, data_shape: tuple[int, ...], n_classes: int = 0) -> tuple[dict, dict]:
     g, d = plain_kwargs("dcgan", cfg, data_shape, n_classes, RESOLUTIONS)
     d["batch_norm"] = cfg.d_batch_norm and not cfg.d_spectral_norm
+    g["extra_convs"] = cfg.g_extra_convs
     return g, d
 
 
