@@ -106,6 +106,7 @@ def d_overfit(run: Path, data: Path) -> dict:
     logits drift by a constant, only the AUC means anything)."""
     import torch
 
+    from minmax.metrics.memorisation import mann_whitney_u
     from minmax.ratio.run import load_run_discriminator
 
     D, _ = load_run_discriminator(run)
@@ -118,9 +119,7 @@ def d_overfit(run: Path, data: Path) -> dict:
 
     with np.load(data, allow_pickle=False) as f:
         seen, held_out = logits(f["x_train"][:10_000]), logits(f["x_test"])
-    ranks = np.concatenate([seen, held_out]).argsort().argsort()  # Mann-Whitney U
-    u = ranks[: len(seen)].sum() - len(seen) * (len(seen) - 1) / 2
-    auc = float(u / (len(seen) * len(held_out)))
+    auc = mann_whitney_u(seen, held_out) / (len(seen) * len(held_out))
     return {"auc": auc, "seen_real": (seen > 0).mean(), "held_out_real": (held_out > 0).mean()}
 
 

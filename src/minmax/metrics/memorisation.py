@@ -116,15 +116,21 @@ def nearest_neighbours(query: ArrayLike, train: ArrayLike) -> tuple[Tensor, Tens
     return torch.cat(distances), torch.cat(index)
 
 
+def mann_whitney_u(a: ArrayLike, b: ArrayLike) -> float:
+    """U: the pairs (a_i, b_j) with a_i > b_j, ties as a half (U / (len a · len b) is the
+    AUC of telling a from b by value)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.sort(np.asarray(b, dtype=np.float64))
+    below = np.searchsorted(b, a, side="left")  # b's values < a_i
+    ties = np.searchsorted(b, a, side="right") - below
+    return float(below.sum() + 0.5 * ties.sum())
+
+
 def mann_whitney_z(generated: ArrayLike, held_out: ArrayLike) -> float:
     """Z_U of the module docstring: U counts pairs with d(g) > d(h), ties as a half; the
     normal approximation without a tie correction. Negative when G's distances are smaller."""
-    g = np.asarray(generated, dtype=np.float64)
-    h = np.sort(np.asarray(held_out, dtype=np.float64))
-    m, n = len(g), len(h)
-    below = np.searchsorted(h, g, side="left")  # held-out distances < d(g_j)
-    ties = np.searchsorted(h, g, side="right") - below
-    u = below.sum() + 0.5 * ties.sum()
+    m, n = len(generated), len(held_out)
+    u = mann_whitney_u(generated, held_out)
     return float((u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12))
 
 
